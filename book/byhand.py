@@ -1,0 +1,303 @@
+"""Shared helpers for *Backprop by Hand*.
+
+Every chapter imports this module (it sits next to the chapters, and myst-nb runs
+each chapter with ``book/`` as its working directory). It does four jobs:
+
+* :func:`start_chapter` names the chapter for error messages, seeds the random
+  generators and makes float64 the default dtype, so every chapter starts alike.
+* :func:`check` compares named manual gradients with autograd's. On success it
+  shows a small table under the cell; on a mismatch it raises
+  :class:`GradientMismatch`, which fails the book's build.
+* :func:`fd_check` runs :func:`torch.autograd.gradcheck` (finite differences) as
+  a second, independent witness.
+* :func:`unbroadcast` and :func:`measure` are small tools two chapters need.
+
+``tests/test_byhand.py`` unit-tests all of it.
+"""
+
+from __future__ import annotations
+
+import html
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.testing import assert_close
+
+__all__ = [
+    "GradientMismatch",
+    "Report",
+    "Row",
+    "check",
+    "compare",
+    "fd_check",
+    "Measurement",
+    "measure",
+    "start_chapter",
+    "unbroadcast",
+]
+
+_chapter: str | None = None
+
+
+class GradientMismatch(AssertionError):
+    """A manual gradient differs from its reference (normally autograd's)."""
+
+
+def start_chapter(title: str, seed: int = 0, dtype: torch.dtype = torch.float64) -> None:
+    """Name the chapter in every later error message, seed, and set the dtype.
+
+    float64 is the default so that a check's tolerance measures the formula, not
+    float32 rounding; a section about float32 says so and passes its own dtype.
+    """
+    global _chapter
+    _chapter = title
+    random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_default_dtype(dtype)
+    torch.set_printoptions(precision=4, sci_mode=False, linewidth=100)
+
+
+def _where(chapter: str | None) -> str:
+    chapter = chapter or _chapter
+    return f"[{chapter}] " if chapter else ""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One checked quantity: what the table under a check shows."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    max_abs_diff: float
+    exact: bool
+
+    @property
+    def shape_text(self) -> str:
+        return "(" + ", ".join(map(str, self.shape)) + ("," if len(self.shape) == 1 else "") + ")"
+
+
+@dataclass(frozen=True)
+class Report:
+    """The rows of one successful :func:`check`; renders as a table."""
+
+    rows: tuple[Row, ...]
+    reference: str = "autograd"
+
+    _HEAD = ("quantity", "shape", "exact", "max |diff|", "check")
+
+    def _cells(self, row: Row) -> tuple[str, ...]:
+        return (
+            row.name,
+            row.shape_text,
+            "yes" if row.exact else "no",
+            f"{row.max_abs_diff:.1e}",
+            f"✓ matches {self.reference}",
+        )
+
+    def __str__(self) -> str:
+        table = [self._HEAD, *(self._cells(r) for r in self.rows)]
+        widths = [max(len(line[i]) for line in table) for i in range(len(self._HEAD))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head = "".join(f'<th scope="col">{h}</th>' for h in self._HEAD)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in self._cells(r)) + "</tr>"
+            for r in self.rows
+        )
+        return (
+            f'<table class="grad-check"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>"
+        )
+
+
+Pairs = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def _compare_one(name: str, manual, reference, rtol, atol, where: str) -> Row:
+    for label, value in (("manual", manual), ("reference", reference)):
+        if not isinstance(value, torch.Tensor):
+            hint = (
+                " (autograd fills .grad only for leaf tensors after .backward();"
+                " call .retain_grad() on an intermediate first)"
+                if value is None
+                else ""
+            )
+            raise GradientMismatch(
+                f"{where}{name}: the {label} gradient is {type(value).__name__}, not a tensor{hint}"
+            )
+    if manual.shape != reference.shape:
+        raise GradientMismatch(
+            f"{where}{name}: manual gradient has shape {tuple(manual.shape)} but autograd's "
+            f"has shape {tuple(reference.shape)}. A gradient always has the shape of the "
+            "quantity it belongs to."
+        )
+    if manual.dtype != reference.dtype:
+        raise GradientMismatch(
+            f"{where}{name}: manual gradient has dtype {manual.dtype} but autograd's has "
+            f"{reference.dtype}"
+        )
+    manual, reference = manual.detach(), reference.detach()
+    diff = (manual - reference).abs()
+    if diff.numel():
+        flat = int(torch.nan_to_num(diff, nan=float("inf")).argmax())
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
+        max_diff = float(diff.reshape(-1)[flat])
+    else:
+        index, max_diff = (), 0.0
+    try:
+        assert_close(manual, reference, rtol=rtol, atol=atol)
+    except AssertionError as err:
+        at = f" at index {index}" if index else ""
+        raise GradientMismatch(
+            f"{where}{name} does not match autograd: shape {tuple(manual.shape)}, "
+            f"largest |difference| {max_diff:.3g}{at} "
+            f"(manual {float(manual.reshape(-1)[flat]):.6g}, autograd "
+            f"{float(reference.reshape(-1)[flat]):.6g}).\n"
+            + str(err).replace("Tensor-likes are not close!\n\n", "")
+        ) from None
+    return Row(name, tuple(manual.shape), manual.dtype, max_diff, bool(torch.equal(manual, reference)))
+
+
+def compare(
+    pairs: Pairs,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    chapter: str | None = None,
+    reference: str = "autograd",
+) -> Report:
+    """Compare ``{name: (manual, reference)}``; return a :class:`Report` or raise.
+
+    Tolerances default to :func:`torch.testing.assert_close`'s for the dtype
+    (``rtol=atol=1e-7`` for float64). Raises :class:`GradientMismatch` naming the
+    chapter, the quantity, its shape, and the largest difference with its index.
+    """
+    if not pairs:
+        raise ValueError("check() needs at least one {name: (manual, reference)} pair")
+    where = _where(chapter)
+    rows = tuple(
+        _compare_one(name, manual, ref, rtol, atol, where) for name, (manual, ref) in pairs.items()
+    )
+    return Report(rows, reference)
+
+
+def _show(report: Report) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython ships with the book's kernel
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(report)
+    else:
+        print(report)
+
+
+def check(pairs: Pairs, **kwargs) -> None:
+    """:func:`compare`, then show the table under the cell."""
+    _show(compare(pairs, **kwargs))
+
+
+def fd_check(
+    fn: Callable[..., torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    name: str,
+    *,
+    chapter: str | None = None,
+    **gradcheck_kwargs,
+) -> None:
+    """Finite differences as a second witness, via :func:`torch.autograd.gradcheck`.
+
+    ``fn``'s backward (autograd's, or yours inside a ``torch.autograd.Function``)
+    is compared with numerical derivatives. Inputs must be float64 and require grad.
+    """
+    for i, t in enumerate(inputs):
+        if t.dtype != torch.float64 or not t.requires_grad:
+            raise ValueError(
+                f"{_where(chapter)}{name}: input {i} must be float64 with requires_grad=True "
+                f"for finite differences (got {t.dtype}, requires_grad={t.requires_grad})"
+            )
+    try:
+        torch.autograd.gradcheck(fn, tuple(inputs), **gradcheck_kwargs)
+    except torch.autograd.gradcheck.GradcheckError as err:
+        raise GradientMismatch(
+            f"{_where(chapter)}{name} fails the finite-difference check:\n{err}"
+        ) from None
+    shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+    print(f"✓ {name}: backward agrees with finite differences for inputs of shape {shapes}")
+
+
+def unbroadcast(grad: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Sum ``grad`` over the dimensions along which a tensor of ``shape`` was broadcast.
+
+    The backward of a broadcast: leading dimensions that broadcasting added are
+    summed away, and dimensions of size 1 that it stretched are summed with
+    ``keepdim=True``. Equivalent to ``grad.sum_to_size(shape)``.
+    """
+    shape = torch.Size(shape)
+    extra = grad.dim() - len(shape)
+    if extra < 0 or any(s not in (1, g) for s, g in zip(shape, grad.shape[extra:])):
+        raise ValueError(f"a tensor of shape {tuple(shape)} cannot broadcast to {tuple(grad.shape)}")
+    if extra:
+        grad = grad.sum(dim=tuple(range(extra)))
+    stretched = tuple(i for i, (s, g) in enumerate(zip(shape, grad.shape)) if s == 1 and g != 1)
+    if stretched:
+        grad = grad.sum(dim=stretched, keepdim=True)
+    return grad
+
+
+@dataclass(frozen=True)
+class Measurement:
+    seconds: float
+    peak_bytes: int
+
+
+def _rss(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+
+
+def _peak_bytes_linux(fn: Callable[[], object]) -> int:
+    # Writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _rss("VmRSS")
+    fn()
+    return max(0, _rss("VmHWM") - before)
+
+
+def _peak_bytes_profiler(fn: Callable[[], object]) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    held = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        held += event.self_cpu_memory_usage
+        peak = max(peak, held)
+    return peak
+
+
+def measure(fn: Callable[[], object], *, min_run_time: float = 0.05) -> Measurement:
+    """Median time of ``fn()`` and the peak extra memory it needs while it runs.
+
+    Time comes from :mod:`torch.utils.benchmark`. Memory is the rise of the
+    process's peak resident size on Linux (``/proc``), which counts every byte
+    that was really touched; elsewhere, the PyTorch profiler's allocations.
+    """
+    from torch.utils.benchmark import Timer
+
+    timer = Timer(stmt="fn()", globals={"fn": fn})
+    seconds = timer.blocked_autorange(min_run_time=min_run_time).median
+    try:
+        peak = _peak_bytes_linux(fn)
+    except OSError:
+        peak = _peak_bytes_profiler(fn)
+    return Measurement(seconds, peak)
