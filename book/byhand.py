@@ -17,13 +17,16 @@ each chapter with ``book/`` as its working directory). It does four jobs:
 
 from __future__ import annotations
 
+import contextlib
 import html
+import os
 import random
-import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.autograd.gradcheck import GradcheckError
 from torch.testing import assert_close
 
 __all__ = [
@@ -226,7 +229,7 @@ def fd_check(
             )
     try:
         torch.autograd.gradcheck(fn, tuple(inputs), **gradcheck_kwargs)
-    except torch.autograd.gradcheck.GradcheckError as err:
+    except GradcheckError as err:
         raise GradientMismatch(
             f"{_where(chapter)}{name} fails the finite-difference check:\n{err}"
         ) from None
@@ -259,24 +262,29 @@ class Measurement:
     peak_bytes: int
 
 
-def _rss(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+@contextlib.contextmanager
+def _native_output_silenced():
+    """PyTorch's profiler prints start/stop lines straight to file descriptors 1 and 2."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
 
 
-def _peak_bytes_linux(fn: Callable[[], object]) -> int:
-    # Writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _rss("VmRSS")
-    fn()
-    return max(0, _rss("VmHWM") - before)
-
-
-def _peak_bytes_profiler(fn: Callable[[], object]) -> int:
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    """Most bytes of tensor memory held at once while ``fn()`` runs, beyond what it started with."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_output_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     held = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
@@ -286,18 +294,14 @@ def _peak_bytes_profiler(fn: Callable[[], object]) -> int:
 
 
 def measure(fn: Callable[[], object], *, min_run_time: float = 0.05) -> Measurement:
-    """Median time of ``fn()`` and the peak extra memory it needs while it runs.
+    """Median time of ``fn()``, and the peak tensor memory it allocates while it runs.
 
-    Time comes from :mod:`torch.utils.benchmark`. Memory is the rise of the
-    process's peak resident size on Linux (``/proc``), which counts every byte
-    that was really touched; elsewhere, the PyTorch profiler's allocations.
+    Time comes from :mod:`torch.utils.benchmark`; memory from the PyTorch profiler's
+    record of every CPU tensor allocation and release, replayed in time order. The
+    memory figure is exact and deterministic: it does not depend on the allocator.
     """
     from torch.utils.benchmark import Timer
 
     timer = Timer(stmt="fn()", globals={"fn": fn})
     seconds = timer.blocked_autorange(min_run_time=min_run_time).median
-    try:
-        peak = _peak_bytes_linux(fn)
-    except OSError:
-        peak = _peak_bytes_profiler(fn)
-    return Measurement(seconds, peak)
+    return Measurement(seconds, _peak_bytes(fn))

@@ -1,0 +1,280 @@
+"""Unit tests of book/byhand.py, the helpers every chapter imports."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import byhand
+from byhand import GradientMismatch, check, compare, fd_check, measure, start_chapter, unbroadcast
+
+
+@pytest.fixture(autouse=True)
+def chapter():
+    start_chapter("Test chapter")
+    yield
+    byhand._chapter = None
+    torch.set_default_dtype(torch.float32)
+
+
+def grads():
+    w = torch.randn(3, 2, requires_grad=True)
+    (w**3).sum().backward()
+    return 3 * w.detach() ** 2, w.grad
+
+
+# --- start_chapter ---------------------------------------------------------------
+
+
+def test_start_chapter_seeds_and_sets_float64():
+    start_chapter("A", seed=3)
+    a = torch.randn(4)
+    start_chapter("A", seed=3)
+    assert torch.equal(a, torch.randn(4))
+    assert a.dtype == torch.float64
+
+
+# --- check / compare: matches ------------------------------------------------------
+
+
+def test_match_returns_rows_with_shape_and_zero_difference():
+    manual, auto = grads()
+    report = compare({"dL/dW": (manual, auto)})
+    (row,) = report.rows
+    assert row.name == "dL/dW" and row.shape == (3, 2) and row.dtype == torch.float64
+    assert row.max_abs_diff < 1e-12
+
+
+def test_close_but_not_exact_passes_and_says_not_exact():
+    manual, auto = grads()
+    report = compare({"dL/dW": (manual + 1e-12, auto)})
+    assert not report.rows[0].exact
+    assert 0 < report.rows[0].max_abs_diff < 1e-11
+
+
+def test_report_renders_text_and_html_table():
+    manual, auto = grads()
+    report = compare({"dL/dW": (manual, auto), "dL/db": (torch.ones(2), torch.ones(2))})
+    text = str(report)
+    assert text.splitlines()[0].split() == ["quantity", "shape", "exact", "max", "|diff|", "check"]
+    assert "dL/db" in text and "(2,)" in text and "✓ matches autograd" in text
+    html = report._repr_html_()
+    assert html.count("<tr>") == 3 and '<th scope="col">quantity</th>' in html
+
+
+def test_html_escapes_names():
+    report = compare({"<b>x</b>": (torch.ones(1), torch.ones(1))})
+    assert "<b>x</b>" not in report._repr_html_()
+
+
+def test_check_prints_table_outside_ipython(capsys):
+    manual, auto = grads()
+    assert check({"dL/dW": (manual, auto)}) is None
+    assert "dL/dW" in capsys.readouterr().out
+
+
+def test_scalar_and_empty_tensors():
+    assert compare({"dL/db": (torch.tensor(2.0), torch.tensor(2.0))}).rows[0].shape == ()
+    assert compare({"empty": (torch.ones(0, 3), torch.ones(0, 3))}).rows[0].max_abs_diff == 0
+
+
+def test_explicit_tolerances_are_used():
+    a, b = torch.ones(3), torch.ones(3) * 1.01
+    compare({"loose": (a, b)}, rtol=0.02, atol=0)
+    with pytest.raises(GradientMismatch):
+        compare({"tight": (a, b)}, rtol=1e-3, atol=0)
+
+
+# --- mismatches: what the reader sees ----------------------------------------------
+
+
+def test_value_mismatch_names_chapter_quantity_shape_difference_and_index():
+    manual, auto = grads()
+    wrong = manual.clone()
+    wrong[2, 1] += 0.5
+    with pytest.raises(GradientMismatch) as info:
+        check({"dL/dW": (wrong, auto)})
+    msg = str(info.value)
+    assert msg.startswith("[Test chapter] dL/dW does not match autograd")
+    assert "shape (3, 2)" in msg
+    assert "largest |difference| 0.5 at index (2, 1)" in msg
+    assert "Mismatched elements: 1 / 6" in msg
+
+
+def test_scaled_by_1_001_is_caught():
+    manual, auto = grads()
+    with pytest.raises(GradientMismatch, match=r"dL/dW does not match"):
+        compare({"dL/dW": (manual * 1.001, auto)})
+
+
+def test_mismatch_is_an_assertion_error():
+    assert issubclass(GradientMismatch, AssertionError)
+
+
+def test_shape_mismatch_is_clear():
+    manual, auto = grads()
+    with pytest.raises(GradientMismatch) as info:
+        compare({"dL/dW": (manual.t(), auto)})
+    assert "dL/dW: manual gradient has shape (2, 3) but autograd's has shape (3, 2)" in str(info.value)
+
+
+def test_broadcastable_shape_is_still_a_mismatch():
+    # (3,) vs (1, 3): equal values, but a gradient must have its quantity's exact shape
+    with pytest.raises(GradientMismatch, match="shape"):
+        compare({"dL/db": (torch.ones(3), torch.ones(1, 3))})
+
+
+def test_dtype_mismatch_is_clear():
+    with pytest.raises(GradientMismatch, match="dtype torch.float32 but autograd's has torch.float64"):
+        compare({"dL/dW": (torch.ones(2, dtype=torch.float32), torch.ones(2))})
+
+
+def test_missing_autograd_gradient_gets_a_hint():
+    # what an intermediate's .grad holds when .retain_grad() was forgotten
+    with pytest.raises(GradientMismatch, match=r"reference gradient is NoneType.*retain_grad"):
+        compare({"dL/dy": (torch.ones(3), None)})
+
+
+def test_nan_is_a_mismatch_and_located():
+    manual = torch.ones(2, 2)
+    manual[1, 0] = float("nan")
+    with pytest.raises(GradientMismatch, match=r"at index \(1, 0\)"):
+        compare({"g": (manual, torch.ones(2, 2))})
+
+
+def test_first_failing_quantity_is_named():
+    ok = torch.ones(2)
+    with pytest.raises(GradientMismatch, match=r"\] dL/db "):
+        compare({"dL/dW": (ok, ok), "dL/db": (ok * 2, ok)})
+
+
+def test_chapter_argument_overrides_and_no_chapter_means_no_prefix():
+    with pytest.raises(GradientMismatch, match=r"^\[Other\] g"):
+        compare({"g": (torch.zeros(1), torch.ones(1))}, chapter="Other")
+    byhand._chapter = None
+    with pytest.raises(GradientMismatch, match=r"^g does not match"):
+        compare({"g": (torch.zeros(1), torch.ones(1))})
+
+
+def test_empty_check_is_an_error():
+    with pytest.raises(ValueError):
+        compare({})
+
+
+def test_gradients_with_requires_grad_are_compared_detached():
+    manual, auto = grads()
+    compare({"dL/dW": (manual.requires_grad_(), auto)})
+
+
+# --- fd_check ------------------------------------------------------------------
+
+
+class GoodSquare(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**2
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+
+
+class BadSquare(torch.autograd.Function):
+    forward = GoodSquare.forward
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2.1 * x * g
+
+
+def test_fd_check_passes_a_correct_backward(capsys):
+    fd_check(GoodSquare.apply, [torch.randn(4, requires_grad=True)], "square")
+    assert "✓ square" in capsys.readouterr().out
+
+
+def test_fd_check_fails_a_wrong_backward_with_chapter_and_name():
+    with pytest.raises(GradientMismatch, match=r"^\[Test chapter\] square fails the finite-difference"):
+        fd_check(BadSquare.apply, [torch.randn(4, requires_grad=True)], "square")
+
+
+@pytest.mark.parametrize(
+    "x", [torch.randn(3, dtype=torch.float32, requires_grad=True), torch.randn(3)]
+)
+def test_fd_check_rejects_inputs_it_cannot_check(x):
+    with pytest.raises(ValueError, match="float64 with requires_grad=True"):
+        fd_check(GoodSquare.apply, [x], "square")
+
+
+# --- unbroadcast -----------------------------------------------------------------
+
+
+@st.composite
+def broadcast_pairs(draw):
+    """A target shape and a shape it broadcasts to (extra leading dims, stretched 1s)."""
+    shape = draw(st.lists(st.integers(1, 4), min_size=0, max_size=4))
+    big = [draw(st.integers(1, 4)) if s == 1 else s for s in shape]
+    lead = draw(st.lists(st.integers(1, 3), min_size=0, max_size=2))
+    return tuple(shape), tuple(lead + big)
+
+
+@settings(max_examples=300, deadline=None)
+@given(broadcast_pairs(), st.integers(0, 2**31 - 1))
+def test_unbroadcast_equals_sum_to_size_and_autograd(pair, seed):
+    shape, big = pair
+    gen = torch.Generator().manual_seed(seed)
+    grad = torch.randn(big, generator=gen, dtype=torch.float64)
+    got = unbroadcast(grad, shape)
+    assert got.shape == torch.Size(shape)
+    torch.testing.assert_close(got, grad.sum_to_size(shape))
+    # autograd: the gradient of a broadcast (expand) is exactly this sum
+    b = torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    b.expand(big).backward(grad)
+    torch.testing.assert_close(got, b.grad)
+
+
+@pytest.mark.parametrize(
+    "grad_shape, shape",
+    [((4, 3), (2,)), ((4, 3), (4, 2)), ((3,), (2, 3)), ((2, 3), (3, 1))],
+)
+def test_unbroadcast_rejects_shapes_that_do_not_broadcast(grad_shape, shape):
+    with pytest.raises(ValueError, match="cannot broadcast"):
+        unbroadcast(torch.ones(grad_shape), shape)
+
+
+def test_unbroadcast_bias_cases():
+    g = torch.arange(12.0).reshape(4, 3)
+    assert torch.equal(unbroadcast(g, (3,)), g.sum(0))
+    assert torch.equal(unbroadcast(g, (1, 3)), g.sum(0, keepdim=True))
+    assert torch.equal(unbroadcast(g, ()), g.sum())
+
+
+# --- measure ---------------------------------------------------------------------
+
+
+def test_measure_sees_a_large_temporary_and_not_a_small_one():
+    x = torch.randn(512, 64)
+    g = torch.randn(512, 32)
+    big = measure(lambda: (x.unsqueeze(-1) * g.unsqueeze(1)).sum(0))
+    small = measure(lambda: x.t() @ g)
+    temporary = 512 * 64 * 32 * 8
+    assert big.seconds > 0 and small.seconds > 0
+    assert temporary <= big.peak_bytes < 1.1 * temporary
+    assert small.peak_bytes < temporary / 10
+
+
+def test_measure_prints_nothing(capfd):
+    measure(lambda: torch.ones(3) * 2)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_public_names():
+    assert set(byhand.__all__) >= {"check", "compare", "fd_check", "unbroadcast", "measure"}
+    assert all(re.match(r"^[A-Za-z]", name) for name in byhand.__all__)
