@@ -50,6 +50,51 @@ def copy_book(dest: Path) -> Path:
     return dest
 
 
+def toc_docs(toc: Path = ROOT / "_toc.yml") -> list[str]:
+    """The TOC's documents in reading order, e.g. ``["book/intro", "book/01-chain-rule", ...]``."""
+    import yaml
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("root", "file"):
+                    yield value
+                else:
+                    yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    return list(walk(yaml.safe_load(toc.read_text())))
+
+
+def chapters() -> list[Path]:
+    """The chapter files, in TOC order (every TOC page with code cells)."""
+    pages = [ROOT / f"{doc}.md" for doc in toc_docs()]
+    return [p for p in pages if "{code-cell}" in p.read_text()]
+
+
+def mini_book(dest: Path, pages: dict[str, str], config_edits: dict[str, str] | None = None) -> Path:
+    """A copy of the book whose only pages are the intro and ``pages`` ({stem: MyST text}).
+
+    ``config_edits`` replaces text in the copy's ``_config.yml`` (e.g. a shorter timeout).
+    """
+    copy_book(dest)
+    for old in (dest / "book").glob("[0-9]*.md"):
+        old.unlink()
+    for stem, text in pages.items():
+        (dest / "book" / f"{stem}.md").write_text(text)
+    entries = "".join(f"  - file: book/{stem}\n" for stem in pages)
+    (dest / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n{entries}")
+    config = dest / "_config.yml"
+    text = config.read_text()
+    for old, new in (config_edits or {}).items():
+        assert old in text, f"{old!r} is not in _config.yml"
+        text = text.replace(old, new)
+    config.write_text(text)
+    return dest
+
+
 def run_build(root: Path, timeout: float = 1200) -> Build:
     """Build the book at ``root`` with the same script ``make book`` runs."""
     start = time.perf_counter()

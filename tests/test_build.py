@@ -1,0 +1,173 @@
+"""The build is the proof: the whole book builds from scratch, and bad input stops it.
+
+The full build runs once per session (``built_book`` in conftest.py). The other
+tests build small books (the intro plus one page) in temporary folders, with the
+same script ``make book`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+
+import pytest
+from conftest import ROOT, chapters, mini_book, run_build, toc_docs
+
+pytestmark = pytest.mark.build
+
+HEADER = (ROOT / "book" / "_template.md").read_text().split("---\n", 2)[1]
+JUPYTEXT = f"---\n{HEADER}---\n"
+
+
+def page(title: str, *cells: str, header: bool = True) -> str:
+    """A MyST page: a title and code cells (see ``cell``)."""
+    return (JUPYTEXT if header else "") + f"# {title}\n\n" + "".join(cells)
+
+
+def cell(source: str, tags: str = "") -> str:
+    meta = f":tags: [{tags}]\n" if tags else ""
+    return f"```{{code-cell}} ipython3\n{meta}{textwrap.dedent(source).strip()}\n```\n\n"
+
+
+def failure(build) -> str:
+    return f"exit {build.returncode} after {build.seconds:.0f} s; log tail:\n{build.log[-4000:]}"
+
+
+# --- the whole book ----------------------------------------------------------------
+
+
+def test_whole_book_builds_from_scratch(built_book):
+    assert built_book.returncode == 0, failure(built_book)
+    assert "build succeeded" in built_book.log
+
+
+@pytest.mark.parametrize("doc", toc_docs())
+def test_every_toc_page_has_html(built_book, doc):
+    html = built_book.html / f"{doc}.html"
+    assert html.is_file(), f"{doc} is in _toc.yml but {html.name} was not built"
+
+
+@pytest.mark.parametrize("chapter", [c.stem for c in chapters()])
+def test_every_chapter_executed_and_shows_its_checks(built_book, chapter):
+    text = (built_book.html / "book" / f"{chapter}.html").read_text()
+    sources = text.count('class="cell_input')
+    outputs = text.count('class="cell_output')
+    assert sources and outputs, f"{chapter}: no executed outputs in the HTML"
+    assert 'class="grad-check"' in text, f"{chapter}: no gradient-check table in the HTML"
+    runs = json.loads((built_book.root / "_build" / "execution.json").read_text())
+    assert runs[f"book/{chapter}"]["succeeded"], runs[f"book/{chapter}"]
+    assert runs[f"book/{chapter}"]["runtime"] > 0
+
+
+def test_every_chapter_is_downloadable_as_executed_notebook(built_book):
+    for chapter in chapters():
+        notebook = built_book.html / "_sources" / "book" / f"{chapter.stem}.ipynb"
+        data = json.loads(notebook.read_text())
+        code = [c for c in data["cells"] if c["cell_type"] == "code"]
+        assert code and any(c["outputs"] for c in code), f"{notebook.name} has no outputs"
+
+
+# --- a wrong gradient fails the build, naming chapter and quantity -------------------
+
+WRONG = page(
+    "A chapter with one wrong gradient",
+    cell(
+        '''
+    import torch
+    from byhand import check, start_chapter
+    start_chapter("9 · Broken on purpose")
+    X = torch.randn(5, 3)                            # (N, n_in)
+    W = torch.randn(3, 2, requires_grad=True)        # (n_in, n_out)
+    Y = X @ W                                        # (N, n_out)
+    Y.pow(2).mean().backward()
+    Y_g = 2 * Y.detach() / Y.numel()                 # dL/dY
+    '''
+    ),
+    cell('check({"dL/dW": (X.t() @ Y_g * 1.001, W.grad)})'),
+)
+
+
+def test_wrong_gradient_fails_the_build_naming_chapter_and_quantity(tmp_path):
+    build = run_build(mini_book(tmp_path, {"09-broken": WRONG}))
+    assert build.returncode != 0, failure(build)
+    assert "BUILD FAILED" in build.log
+    summary = re.search(r"chapter\(s\) failed to execute:\n\s+(.*)", build.log)
+    assert summary, failure(build)
+    line = summary.group(1)
+    assert line.startswith("book/09-broken.md: GradientMismatch: [9 · Broken on purpose] dL/dW")
+    assert "largest |difference|" in line and "at index" in line
+    # the traceback is in the log too (execute.show_tb), and saved as a report
+    assert "Traceback (most recent call last)" in build.log
+    assert (tmp_path / "_build" / "html" / "reports" / "book" / "09-broken.err.log").is_file()
+
+
+def test_a_demonstration_that_does_not_raise_fails_the_build(tmp_path):
+    text = page(
+        "A wrong-formula demo that is not wrong",
+        cell("import torch\nfrom byhand import check, start_chapter\nstart_chapter('9 · Silent demo')"),
+        cell('check({"dL/dx": (torch.ones(2), torch.ones(2))})', tags="raises-exception"),
+    )
+    build = run_build(mini_book(tmp_path, {"09-silent": text}))
+    assert build.returncode != 0, failure(build)
+    assert "09-silent.md: WARNING: code cell 2 is tagged raises-exception but did not raise" in build.log
+
+
+def test_a_demonstration_that_raises_passes(tmp_path):
+    text = page(
+        "A wrong formula, shown failing",
+        cell("import torch\nfrom byhand import check, start_chapter\nstart_chapter('9 · Loud demo')"),
+        cell('check({"dL/dx": (torch.zeros(2), torch.ones(2))})', tags="raises-exception"),
+    )
+    build = run_build(mini_book(tmp_path, {"09-loud": text}))
+    assert build.returncode == 0, failure(build)
+    html = (tmp_path / "_build" / "html" / "book" / "09-loud.html").read_text()
+    assert "GradientMismatch" in html
+
+
+def test_a_cell_over_the_timeout_fails_the_build(tmp_path):
+    text = page("A slow cell", cell("import time; time.sleep(30)"))
+    book = mini_book(tmp_path, {"09-slow": text}, {"timeout: 120": "timeout: 2"})
+    build = run_build(book)
+    assert build.returncode != 0, failure(build)
+    assert "CellTimeoutError" in build.log or "timed out" in build.log
+    assert "book/09-slow.md:" in build.log
+
+
+# --- bad structure stops the build before anything runs -----------------------------
+
+GOOD = page("Fine", cell("1 + 1"))
+
+
+def structure_error(tmp_path, pages, after=None):
+    book = mini_book(tmp_path, pages)
+    if after:
+        after(book)
+    build = run_build(book)
+    assert build.returncode != 0, failure(build)
+    assert "Book structure error" in build.log, failure(build)
+    return build.log
+
+
+def test_code_cells_without_jupytext_header_are_an_error(tmp_path):
+    log = structure_error(tmp_path, {"09-no-header": page("No header", cell("1 + 1"), header=False)})
+    assert "book/09-no-header.md has code cells but no jupytext header" in log
+
+
+def test_a_page_missing_from_the_toc_is_an_error(tmp_path):
+    log = structure_error(
+        tmp_path, {"09-listed": GOOD}, after=lambda b: (b / "book" / "10-orphan.md").write_text(GOOD)
+    )
+    assert "book/10-orphan.md is not listed in _toc.yml" in log
+
+
+def test_a_toc_entry_without_a_file_is_an_error(tmp_path):
+    log = structure_error(
+        tmp_path, {"09-listed": GOOD}, after=lambda b: (b / "book" / "09-listed.md").unlink()
+    )
+    assert "_toc.yml lists 'book/09-listed', but there is no book/09-listed.md" in log
+
+
+def test_prose_pages_without_code_need_no_header(tmp_path):
+    build = run_build(mini_book(tmp_path, {"09-prose": "# Just prose\n\nNo code here.\n"}))
+    assert build.returncode == 0, failure(build)
