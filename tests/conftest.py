@@ -82,6 +82,8 @@ def mini_book(dest: Path, pages: dict[str, str], config_edits: dict[str, str] | 
     copy_book(dest)
     for old in (dest / "book").glob("[0-9]*.md"):
         old.unlink()
+    # the real intro links to every chapter; a mini book has other pages
+    (dest / "book" / "intro.md").write_text("# A small book for a test\n")
     for stem, text in pages.items():
         (dest / "book" / f"{stem}.md").write_text(text)
     entries = "".join(f"  - file: book/{stem}\n" for stem in pages)
