@@ -29,8 +29,9 @@ import postbuild  # noqa: E402
 def build(source: Path, jobs: int, keep: bool = False) -> int:
     html = source / "_build" / "html"
     if not keep:
-        for stale in (html, source / "_build" / ".doctrees"):
-            shutil.rmtree(stale, ignore_errors=True)
+        for stale in ("html", ".doctrees", "jupyter_execute", ".jupyter_cache"):
+            shutil.rmtree(source / "_build" / stale, ignore_errors=True)
+        (source / "_build" / "execution.json").unlink(missing_ok=True)
     result = build_sphinx(
         source,
         html,

@@ -171,3 +171,15 @@ def test_a_toc_entry_without_a_file_is_an_error(tmp_path):
 def test_prose_pages_without_code_need_no_header(tmp_path):
     build = run_build(mini_book(tmp_path, {"09-prose": "# Just prose\n\nNo code here.\n"}))
     assert build.returncode == 0, failure(build)
+
+
+def test_rebuilding_after_breaking_a_gradient_fails(tmp_path):
+    """No cache or incremental build may report success over a failing cell."""
+    good = WRONG.replace(" * 1.001", "")
+    book = mini_book(tmp_path, {"09-broken": good})
+    first = run_build(book)
+    assert first.returncode == 0, failure(first)
+    (book / "book" / "09-broken.md").write_text(WRONG)
+    second = run_build(book)
+    assert second.returncode != 0, failure(second)
+    assert "[9 · Broken on purpose] dL/dW" in second.log

@@ -85,6 +85,15 @@ def problems(srcdir: Path, toc_path: Path, book_dir: str = "book") -> list[str]:
     return found
 
 
+def depend_on_helpers(app: Sphinx, doctree) -> None:
+    """Every page that runs code depends on byhand.py: when it changes, an incremental
+    build (the live preview) re-executes the chapters, not just the edited ones."""
+    helpers = Path(app.srcdir) / "book" / "byhand.py"
+    ran_code = "exec_data" in getattr(app.env, "nb_metadata", {}).get(app.env.docname, {})
+    if helpers.is_file() and ran_code:
+        app.env.note_dependency(str(helpers))
+
+
 def check_structure(app: Sphinx) -> None:
     srcdir = Path(app.srcdir)
     toc = srcdir / app.config.external_toc_path
@@ -155,6 +164,7 @@ def setup(app: Sphinx) -> dict:
     if multitoc is not None:
         multitoc.parallel_read_safe = True
     app.connect("builder-inited", check_structure)
+    app.connect("doctree-read", depend_on_helpers)
     app.connect("build-finished", check_raises)
     app.connect("build-finished", report_execution)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
