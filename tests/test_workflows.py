@@ -257,3 +257,24 @@ def test_linter_script_prints_one_finding_a_line(tmp_path):
     assert lines and all(re.match(r"^.+:\d+:\d+: .+ \[[\w-]+\]$", line) for line in lines), (
         result.stdout + result.stderr
     )
+
+
+def test_issue_forms_and_pull_request_template_are_valid():
+    forms = sorted((ROOT / ".github" / "ISSUE_TEMPLATE").glob("*.yml"))
+    names = {p.name for p in forms}
+    assert {"erratum.yml", "new-chapter.yml", "config.yml"} <= names, names
+    for path in forms:
+        data = yaml.safe_load(path.read_text())
+        if path.name == "config.yml":
+            assert isinstance(data.get("blank_issues_enabled"), bool), path.name
+            continue
+        assert data.get("name") and data.get("description"), f"{path.name}: name, description"
+        body = data.get("body")
+        assert isinstance(body, list) and body, f"{path.name}: body must be a list of fields"
+        ids = [field["id"] for field in body if "id" in field]
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicate ids"
+        for field in body:
+            assert field["type"] in {"markdown", "input", "textarea", "dropdown", "checkboxes"}
+            assert field["type"] == "markdown" or field["attributes"].get("label"), path.name
+    template = (ROOT / ".github" / "PULL_REQUEST_TEMPLATE.md").read_text()
+    assert "make book" in template and "tests/mutations" in template
