@@ -83,13 +83,12 @@ def verdict(ok: bool) -> str:
 
 
 def edit_prose(page: Path) -> str:
-    """Append a sentence to the chapter's first prose paragraph; return what changed."""
+    """Add a sentence of prose under the chapter's title; return where."""
     lines = page.read_text(encoding="utf-8").splitlines(keepends=True)
-    body = next(i for i, line in enumerate(lines) if line.startswith("# "))
-    para = next(i for i in range(body + 1, len(lines)) if lines[i].strip())
-    lines[para] = lines[para].rstrip("\n") + " (An edit to the prose.)\n"
+    heading = next(i for i, line in enumerate(lines) if line.startswith("# "))
+    lines.insert(heading + 1, "\nA sentence added by the benchmark.\n")
     page.write_text("".join(lines), encoding="utf-8")
-    return f"line {para + 1}"
+    return f"after line {heading + 1}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ quantity. Every build here runs on a copy of the book (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,46 @@ def test_a_wrong_gradient_in_the_new_chapter_fails_the_build(book):
     assert build.returncode != 0, "a gradient off by 0.1% must fail the build"
     assert TITLE in build.log and "dL/dW" in build.log, build.log[-5000:]
     assert "GradientMismatch" in build.log
+
+
+def preview_build(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(root / "scripts" / "preview.py"), "--root", str(root), "--build-only"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+def executed(log: str) -> list[str]:
+    return sorted(Path(p).stem for p in re.findall(r"(\S+)\.md: Executed notebook", log))
+
+
+def test_preview_config_loads_the_book_extensions(book):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import preview
+
+    conf = preview.write_conf(book).read_text()
+    assert "book/_ext" in conf and "'guard'" in conf
+    assert "nb_execution_mode = 'force'" in conf
+    assert "external_toc_path = '_toc.yml'" in conf
+
+
+@pytest.mark.build
+def test_preview_re_executes_only_the_edited_chapter(book):
+    first = preview_build(book)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    chapters = sorted(p.stem for p in (book / "book").glob("[0-9][0-9]-*.md"))
+    assert executed(first.stdout + first.stderr) == chapters
+    assert (book / "_build" / "preview" / "html" / "book" / f"{chapters[0]}.html").is_file()
+    again = preview_build(book)
+    assert again.returncode == 0 and executed(again.stdout + again.stderr) == []
+    page = book / "book" / f"{chapters[-1]}.md"
+    text = page.read_text()
+    heading = re.search(r"^# .*\n", text, re.M).end()
+    page.write_text(text[:heading] + "\nA sentence added by the test.\n" + text[heading:])
+    edited = preview_build(book)
+    assert edited.returncode == 0, edited.stderr[-3000:]
+    assert executed(edited.stdout + edited.stderr) == [chapters[-1]]
+    html = (book / "_build" / "preview" / "html" / "book" / f"{chapters[-1]}.html").read_text()
+    assert "A sentence added by the test." in html
