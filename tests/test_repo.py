@@ -1,0 +1,344 @@
+"""Fast repository checks (no build): what a reviewer would otherwise have to catch by eye.
+
+* every page in book/ is in _toc.yml, and every _toc.yml entry exists;
+* every page with code cells has the jupytext header (or myst-nb would never run it)
+  and at least one ``check(`` call;
+* every image exists and has alt text: MyST ``{figure}``/``{image}`` directives,
+  Markdown images, and matplotlib cells (``mystnb: image: alt:`` metadata);
+* no tracked .ipynb carries outputs;
+* every chapter has >= 2 ``solution`` cells, each followed by an ``exercise-check`` cell;
+* the build guard (book/_ext/guard.py) finds nothing wrong.
+
+Each check is a function of the book's root that returns a list of problems, so the
+tests below can also run it on a deliberately broken book and watch it fail.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+from myst_nb.core.read import is_myst_markdown_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+import guard  # noqa: E402
+
+CODE_CELL = re.compile(r"^\s*(```|~~~|:::)\{code-cell\}", re.M)
+DIRECTIVE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<kind>figure|image)\}\s*(?P<target>\S*)")
+MD_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HTML_IMG = re.compile(r"<img\b[^>]*>", re.I)
+CHAPTER = re.compile(r"^\d\d-")
+
+
+def pages(root: Path) -> list[Path]:
+    """book/*.md pages (not ``_template.md`` and other ``_`` files)."""
+    return sorted(p for p in (root / "book").glob("*.md") if not p.name.startswith("_"))
+
+
+def chapters(root: Path) -> list[Path]:
+    """Numbered chapters: book/NN-name.md."""
+    return [p for p in pages(root) if CHAPTER.match(p.name)]
+
+
+def rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def toc_entries(root: Path) -> list[str]:
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("file", "root") and isinstance(value, str):
+                    yield re.sub(r"\.(md|ipynb)$", "", value)
+                else:
+                    yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    return list(walk(yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))))
+
+
+def code_cells(page: Path) -> list[nbformat.NotebookNode]:
+    notebook = jupytext.reads(page.read_text(encoding="utf-8"), fmt="md:myst")
+    return [c for c in notebook.cells if c.cell_type == "code"]
+
+
+def tags(cell) -> list[str]:
+    return list(cell.metadata.get("tags", []))
+
+
+# --- the checks ------------------------------------------------------------------
+
+
+def toc_problems(root: Path) -> list[str]:
+    listed = toc_entries(root)
+    found = [
+        f"{rel(root, p)} is not listed in _toc.yml"
+        for p in pages(root)
+        if rel(root, p.with_suffix("")) not in listed
+    ]
+    found += [
+        f"_toc.yml lists {entry}, but {entry}.md does not exist"
+        for entry in listed
+        if not (root / f"{entry}.md").is_file() and not (root / f"{entry}.ipynb").is_file()
+    ]
+    dupes = sorted({e for e in listed if listed.count(e) > 1})
+    found += [f"_toc.yml lists {e} more than once" for e in dupes]
+    return found
+
+
+def code_problems(root: Path) -> list[str]:
+    found = []
+    for page in pages(root):
+        text = page.read_text(encoding="utf-8")
+        if not CODE_CELL.search(text):
+            continue
+        if not is_myst_markdown_notebook(text):
+            found.append(
+                f"{rel(root, page)} has code cells but no jupytext header "
+                "(copy it from book/_template.md)"
+            )
+            continue
+        if not any(re.search(r"\bcheck\(", c.source) for c in code_cells(page)):
+            found.append(f"{rel(root, page)} has code cells but no check(...) call")
+    return found
+
+
+def _directive_alt(lines: list[str], start: int) -> bool:
+    """Whether the directive opening at ``lines[start]`` has a non-empty alt option."""
+    for line in lines[start + 1 :]:
+        stripped = line.strip()
+        if re.match(r"^:?alt:\s*\S", stripped):
+            return True
+        if not stripped or stripped.startswith(("```", ":::", "~~~")):
+            break
+        if not (stripped.startswith(":") or stripped == "---" or re.match(r"^[\w-]+:", stripped)):
+            break  # options have ended: this is the caption
+    return False
+
+
+def _exists(page: Path, root: Path, target: str) -> bool:
+    target = target.split("#")[0].split("?")[0]
+    if target.startswith("/"):
+        return (root / target.lstrip("/")).is_file()
+    return (page.parent / target).is_file()
+
+
+def image_problems(root: Path) -> list[str]:
+    found = []
+    for page in pages(root):
+        where = rel(root, page)
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            targets = []
+            match = DIRECTIVE.match(line)
+            if match:
+                targets.append(match["target"])
+                if not _directive_alt(lines, number - 1):
+                    kind, target = match["kind"], match["target"]
+                    found.append(f"{where}:{number}: {{{kind}}} {target} has no :alt:")
+            for image in MD_IMAGE.finditer(line):
+                targets.append(image["target"])
+                if not image["alt"].strip():
+                    found.append(f"{where}:{number}: image {image['target']} has empty alt text")
+            for tag in HTML_IMG.finditer(line):
+                src = re.search(r'src="([^"]+)"', tag[0])
+                if src:
+                    targets.append(src[1])
+                if not re.search(r'alt="[^"]+"', tag[0]):
+                    found.append(f"{where}:{number}: <img> has no alt text")
+            for target in targets:
+                if not target:
+                    found.append(f"{where}:{number}: image directive without a file")
+                elif not re.match(r"^[a-z]+:", target) and not _exists(page, root, target):
+                    found.append(f"{where}:{number}: image {target} does not exist")
+        text = "\n".join(lines)
+        if is_myst_markdown_notebook(text):
+            for index, cell in enumerate(code_cells(page), 1):
+                if re.search(r"\bplt\.show\(|\.savefig\(", cell.source):
+                    alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")
+                    if not str(alt).strip():
+                        found.append(
+                            f"{where}: code cell {index} draws a figure but has no alt text "
+                            "(cell metadata mystnb: image: alt: ...)"
+                        )
+    return found
+
+
+def notebook_output_problems(root: Path) -> list[str]:
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--", "*.ipynb"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\0")
+    except (OSError, subprocess.CalledProcessError):
+        return []  # not a git checkout
+    found = []
+    for name in filter(None, listed):
+        path = root / name
+        if not path.is_file():
+            continue
+        notebook = nbformat.read(path, as_version=4)
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        if any(c.get("outputs") or c.get("execution_count") for c in code):
+            found.append(
+                f"{name} is tracked with outputs (clear them, or better, write MyST Markdown)"
+            )
+    return found
+
+
+def exercise_problems(root: Path) -> list[str]:
+    found = []
+    for page in chapters(root):
+        where = rel(root, page)
+        text = page.read_text(encoding="utf-8")
+        if not is_myst_markdown_notebook(text):
+            found.append(f"{where} has no exercises (no jupytext header, so no code cells)")
+            continue
+        cells = code_cells(page)
+        solutions = [i for i, c in enumerate(cells) if "solution" in tags(c)]
+        if len(solutions) < 2:
+            found.append(
+                f"{where} has {len(solutions)} solution cell(s); "
+                "a chapter needs at least 2 exercises"
+            )
+        for i in solutions:
+            nxt = cells[i + 1] if i + 1 < len(cells) else None
+            if nxt is None or "exercise-check" not in tags(nxt):
+                found.append(
+                    f"{where}: solution cell {i + 1} is not followed by an exercise-check cell"
+                )
+            if "hide-input" not in tags(cells[i]):
+                found.append(f"{where}: solution cell {i + 1} is not tagged hide-input")
+        for i, c in enumerate(cells):
+            if "exercise-check" in tags(c) and not re.search(r"\bcheck\(", c.source):
+                found.append(f"{where}: exercise-check cell {i + 1} does not call check(...)")
+    return found
+
+
+def guard_problems(root: Path) -> list[str]:
+    return guard.problems(root, root / "_toc.yml")
+
+
+CHECKS = [
+    toc_problems,
+    code_problems,
+    image_problems,
+    notebook_output_problems,
+    exercise_problems,
+    guard_problems,
+]
+
+
+# --- the repository passes -------------------------------------------------------
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda f: f.__name__)
+def test_repository(check):
+    found = check(ROOT)
+    assert not found, f"{check.__name__}:\n  - " + "\n  - ".join(found)
+
+
+def test_there_are_chapters():
+    assert chapters(ROOT), "no book/NN-*.md chapters found"
+
+
+# --- and each check can fail -----------------------------------------------------
+
+HEADER = (ROOT / "book" / "_template.md").read_text(encoding="utf-8").split("---\n", 2)[1]
+
+
+def make_book(tmp: Path, files: dict[str, str], toc: list[str]) -> Path:
+    (tmp / "book").mkdir(parents=True)
+    (tmp / "imgs").mkdir()
+    for name, text in files.items():
+        (tmp / name).write_text(text, encoding="utf-8")
+    entries = "\n".join(f"  - file: {t}" for t in toc)
+    (tmp / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n{entries}\n")
+    return tmp
+
+
+def test_checks_accept_the_template(tmp_path):
+    template = (ROOT / "book" / "_template.md").read_text(encoding="utf-8")
+    book = make_book(
+        tmp_path,
+        {"book/intro.md": "# Intro\n", "book/01-x.md": template.replace("{{TITLE}}", "1 · X")},
+        ["book/01-x"],
+    )
+    for check in CHECKS:
+        assert check(book) == [], check.__name__
+
+
+def test_checks_name_every_offending_file(tmp_path):
+    no_header = "# Two\n\n```{code-cell} ipython3\nprint(1)\n```\n"
+    no_check = f"---\n{HEADER}---\n# Three\n\n```{{code-cell}} ipython3\nprint(1)\n```\n"
+    bad_images = (
+        "# Four\n\n![](../imgs/a.svg)\n\n![A plot](../imgs/missing.svg)\n\n"
+        "```{figure} ../imgs/a.svg\n:width: 50%\n\nA caption, but no alt.\n```\n"
+    )
+    unchecked_solution = (
+        f"---\n{HEADER}---\n# Five\n\n```{{code-cell}} ipython3\ncheck({{}})\n```\n\n"
+        "```{code-cell} ipython3\n:tags: [hide-input, solution]\nx = 1\n```\n\n"
+        "```{code-cell} ipython3\nplt.show()\n```\n"
+    )
+    book = make_book(
+        tmp_path,
+        {
+            "book/intro.md": "# Intro\n",
+            "book/01-orphan.md": "# Not in the TOC\n",
+            "book/02-no-header.md": no_header,
+            "book/03-no-check.md": no_check,
+            "book/04-images.md": bad_images,
+            "book/05-solution.md": unchecked_solution,
+            "imgs/a.svg": "<svg/>",
+        },
+        [f"book/{n}" for n in ("02-no-header", "03-no-check", "04-images", "05-solution", "99-gone")],
+    )
+    text = {check.__name__: "\n".join(check(book)) for check in CHECKS}
+    assert "book/01-orphan.md is not listed" in text["toc_problems"]
+    assert "99-gone" in text["toc_problems"]
+    assert "book/02-no-header.md has code cells but no jupytext header" in text["code_problems"]
+    assert "book/03-no-check.md has code cells but no check" in text["code_problems"]
+    images = text["image_problems"]
+    assert "04-images.md:3: image ../imgs/a.svg has empty alt text" in images
+    assert "04-images.md:5: image ../imgs/missing.svg does not exist" in images
+    assert "04-images.md:7: {figure} ../imgs/a.svg has no :alt:" in images
+    assert "05-solution.md: code cell 3 draws a figure but has no alt text" in images
+    exercises = text["exercise_problems"]
+    assert "book/05-solution.md has 1 solution cell(s)" in exercises
+    assert "05-solution.md: solution cell 2 is not followed by an exercise-check cell" in exercises
+    assert "book/04-images.md has no exercises" in exercises
+    guard_text = text["guard_problems"]
+    assert "01-orphan" in guard_text and "02-no-header" in guard_text
+
+
+def test_alt_text_in_directive_options_is_found(tmp_path):
+    good = (
+        "# P\n\n```{figure} ../imgs/a.svg\n:width: 50%\n:alt: Two boxes and an arrow\n\n"
+        "Caption.\n```\n"
+    )
+    book = make_book(tmp_path, {"book/intro.md": good, "imgs/a.svg": "<svg/>"}, [])
+    assert image_problems(book) == []
+
+
+def test_tracked_notebooks_with_outputs_are_found(tmp_path):
+    output = nbformat.v4.new_output("execute_result", {"text/plain": "1"}, execution_count=1)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1", outputs=[output])])
+    nbformat.write(notebook, tmp_path / "scratch.ipynb")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-f", "scratch.ipynb"], cwd=tmp_path, check=True)
+    assert notebook_output_problems(tmp_path) == [
+        "scratch.ipynb is tracked with outputs (clear them, or better, write MyST Markdown)"
+    ]
