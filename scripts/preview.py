@@ -16,9 +16,9 @@ How: Jupyter Book 1 has no live-preview command, so this script
    ``_build/html``, which belongs to ``make book``), with ``-n`` as the strict build
    but without ``-W``: a warning is printed, and the preview keeps running.
 
-Edits to what every chapter depends on (``book/byhand.py``, ``_config.yml``, the
-extensions in ``book/_ext``) make the next build start afresh and re-execute every
-chapter; for ``_config.yml``, restart the preview so that conf.py is rewritten.
+An edit to ``book/byhand.py`` re-executes every chapter (the build guard in
+``book/_ext/guard.py`` makes each chapter depend on it). After editing ``_config.yml``
+or ``book/_ext``, restart the preview so that conf.py and the extensions are reloaded.
 
 Usage: ``python scripts/preview.py [--port 8000] [--host 127.0.0.1] [--jobs N]``.
 ``--build-only`` builds once (incrementally) and exits; scripts/bench_build.py uses it.
@@ -27,10 +27,7 @@ Usage: ``python scripts/preview.py [--port 8000] [--host 127.0.0.1] [--jobs N]``
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,32 +77,6 @@ def write_conf(root: Path) -> Path:
     return conf
 
 
-# Inputs every chapter depends on without Sphinx knowing: a change rebuilds everything.
-SHARED_INPUTS = ["_config.yml", "book/byhand.py", "book/_ext/*.py", "scripts/preview.py"]
-
-
-def _inputs_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for pattern in SHARED_INPUTS:
-        for path in sorted(root.glob(pattern)):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def forget_if_shared_inputs_changed(root: Path) -> bool:
-    """Drop the preview's saved Sphinx environment when a shared input changed."""
-    out = root / "_build" / "preview"
-    stamp = out / "shared-inputs.sha256"
-    digest = _inputs_digest(root)
-    changed = not stamp.is_file() or stamp.read_text() != digest
-    if changed:
-        shutil.rmtree(out / ".doctrees", ignore_errors=True)
-        out.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(digest)
-    return changed
-
-
 def sphinx_args(root: Path, out: Path, jobs: int) -> list[str]:
     """The sphinx-build arguments of the preview's (incremental) build."""
     return [
@@ -119,7 +90,6 @@ def sphinx_args(root: Path, out: Path, jobs: int) -> list[str]:
 def build_once(root: Path, jobs: int) -> int:
     """One incremental build, exactly as the preview does after a save."""
     write_conf(root)
-    forget_if_shared_inputs_changed(root)
     out = root / "_build" / "preview"
     cmd = [sys.executable, "-m", "sphinx", "build", *sphinx_args(root, out, jobs)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -133,20 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4))
     parser.add_argument("--root", type=Path, default=ROOT, help="book root (default: this repo)")
     parser.add_argument("--build-only", action="store_true", help="build once and exit")
-    parser.add_argument("--check-inputs", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root = args.root.resolve()
-    if args.check_inputs:  # sphinx-autobuild's pre-build step
-        if forget_if_shared_inputs_changed(root):
-            print("[preview] a shared input changed (byhand.py, _config.yml, ...): rebuilding all")
-        return 0
     if args.build_only:
         return build_once(root, args.jobs)
     write_conf(root)
     out = root / "_build" / "preview"
-    check = [sys.executable, str(Path(__file__).resolve()), "--root", str(root), "--check-inputs"]
     cmd = [sys.executable, "-m", "sphinx_autobuild", *sphinx_args(root, out, args.jobs)]
-    cmd += ["--pre-build", shlex.join(check)]
     cmd += ["--host", args.host, "--port", str(args.port)]
     for pattern in IGNORE:
         cmd += ["--ignore", str(root / pattern), "--ignore", str(root / pattern / "*")]
