@@ -123,7 +123,8 @@ class Report:
 Pairs = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
-def _compare_one(name: str, manual, reference, rtol, atol, where: str) -> Row:
+def _mismatch(name: str, manual, reference, rtol, atol) -> Row | str:
+    """A :class:`Row` when ``manual`` matches ``reference``, else what is wrong."""
     for label, value in (("manual", manual), ("reference", reference)):
         if not isinstance(value, torch.Tensor):
             hint = (
@@ -132,20 +133,15 @@ def _compare_one(name: str, manual, reference, rtol, atol, where: str) -> Row:
                 if value is None
                 else ""
             )
-            raise GradientMismatch(
-                f"{where}{name}: the {label} gradient is {type(value).__name__}, not a tensor{hint}"
-            )
+            return f"{name}: the {label} gradient is {type(value).__name__}, not a tensor{hint}"
     if manual.shape != reference.shape:
-        raise GradientMismatch(
-            f"{where}{name}: manual gradient has shape {tuple(manual.shape)} but autograd's "
+        return (
+            f"{name}: manual gradient has shape {tuple(manual.shape)} but autograd's "
             f"has shape {tuple(reference.shape)}. A gradient always has the shape of the "
             "quantity it belongs to."
         )
     if manual.dtype != reference.dtype:
-        raise GradientMismatch(
-            f"{where}{name}: manual gradient has dtype {manual.dtype} but autograd's has "
-            f"{reference.dtype}"
-        )
+        return f"{name}: manual gradient has dtype {manual.dtype} but autograd's has {reference.dtype}"
     manual, reference = manual.detach(), reference.detach()
     diff = (manual - reference).abs()
     if diff.numel():
@@ -158,13 +154,13 @@ def _compare_one(name: str, manual, reference, rtol, atol, where: str) -> Row:
         assert_close(manual, reference, rtol=rtol, atol=atol)
     except AssertionError as err:
         at = f" at index {index}" if index else ""
-        raise GradientMismatch(
-            f"{where}{name} does not match autograd: shape {tuple(manual.shape)}, "
+        return (
+            f"{name} does not match autograd: shape {tuple(manual.shape)}, "
             f"largest |difference| {max_diff:.3g}{at} "
             f"(manual {float(manual.reshape(-1)[flat]):.6g}, autograd "
             f"{float(reference.reshape(-1)[flat]):.6g}).\n"
             + str(err).replace("Tensor-likes are not close!\n\n", "")
-        ) from None
+        )
     return Row(name, tuple(manual.shape), manual.dtype, max_diff, bool(torch.equal(manual, reference)))
 
 
@@ -184,11 +180,14 @@ def compare(
     """
     if not pairs:
         raise ValueError("check() needs at least one {name: (manual, reference)} pair")
-    where = _where(chapter)
-    rows = tuple(
-        _compare_one(name, manual, ref, rtol, atol, where) for name, (manual, ref) in pairs.items()
-    )
-    return Report(rows, reference)
+    rows = []
+    for name, (manual, ref) in pairs.items():
+        row = _mismatch(name, manual, ref, rtol, atol)
+        if isinstance(row, str):
+            # The message names the chapter, the quantity and the difference.
+            raise GradientMismatch(_where(chapter) + row)
+        rows.append(row)
+    return Report(tuple(rows), reference)
 
 
 def _show(report: Report) -> None:
@@ -205,6 +204,7 @@ def _show(report: Report) -> None:
 
 def check(pairs: Pairs, **kwargs) -> None:
     """:func:`compare`, then show the table under the cell."""
+    __tracebackhide__ = True  # IPython leaves this frame out of the reader's traceback
     _show(compare(pairs, **kwargs))
 
 
@@ -221,6 +221,7 @@ def fd_check(
     ``fn``'s backward (autograd's, or yours inside a ``torch.autograd.Function``)
     is compared with numerical derivatives. Inputs must be float64 and require grad.
     """
+    __tracebackhide__ = True
     for i, t in enumerate(inputs):
         if t.dtype != torch.float64 or not t.requires_grad:
             raise ValueError(
