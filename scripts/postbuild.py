@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html as htmllib
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -45,7 +46,7 @@ class ExternalResourceError(RuntimeError):
 # Sphinx (dollarmath, amsmath, {math}, text/latex outputs) writes exactly these two forms.
 # Processed elements get the extra class "mjx-svg", so a second run skips them.
 MATH_RE = re.compile(
-    r'<(?P<tag>span|div) class="math notranslate nohighlight"(?P<attrs>[^>]*)>'
+    r'<(?P<tag>span|div) class="(?P<cls>(?:[\w-]+ )*math notranslate nohighlight)"(?P<attrs>[^>]*)>'
     r"(?P<body>.*?)</(?P=tag)>",
     re.S,
 )
@@ -122,9 +123,9 @@ def render_math(pages: dict[Path, str], html_dir: Path) -> int:
     style = f'<style id="{STYLE_ID}">{_minify_css(out["css"])}</style>'
     by_page: dict[Path, list[tuple[re.Match, str]]] = {}
     for (path, m), (eqno, _, _), svg in zip(found, parts, out["html"]):
-        tag, attrs = m["tag"], m["attrs"]
+        tag, cls, attrs = m["tag"], m["cls"], m["attrs"]
         by_page.setdefault(path, []).append(
-            (m, f'<{tag} class="math notranslate nohighlight mjx-svg"{attrs}>{eqno}{svg}</{tag}>')
+            (m, f'<{tag} class="{cls} mjx-svg"{attrs}>{eqno}{svg}</{tag}>')
         )
     for path, subs in by_page.items():
         text = pages[path]
@@ -178,6 +179,23 @@ def drop_scripts(path: Path, text: str) -> str:
     return text
 
 
+# --- Colab button ------------------------------------------------------------------------
+# Jupyter Book points Colab at the chapter's .md on the main branch, which Colab cannot
+# open. The notebook the build generates (_sources/<page>.ipynb) is published with the
+# site: point Colab at it on the branch GitHub Pages serves from.
+PAGES_BRANCH = "gh-pages"
+COLAB_RE = re.compile(
+    r'(?P<repo>https://colab\.research\.google\.com/github/[^/"]+/[^/"]+)/blob/[^"]+?\.md"'
+)
+
+
+def colab_to_notebook(html_dir: Path, path: Path, text: str) -> str:
+    page = path.relative_to(html_dir).with_suffix(".ipynb").as_posix()
+    if not (html_dir / "_sources" / page).is_file():
+        return text
+    return COLAB_RE.sub(lambda m: f'{m["repo"]}/blob/{PAGES_BRANCH}/_sources/{page}"', text)
+
+
 # --- icon fonts --------------------------------------------------------------------------
 FONT_SRC_RE = re.compile(
     r"src:url\((?P<dir>[^)]*?/webfonts/)(?P<name>fa-[a-z]+-\d+)[.\w]*\)[^;}]*"
@@ -221,6 +239,7 @@ def subset_icon_fonts(html_dir: Path, pages: dict[Path, str]) -> str:
     for text in pages.values():
         for classes in re.findall(r'class="([^"]*\bfa-[^"]*)"', text):
             wanted |= {class_cp[c] for c in classes.split() if c in class_cp}
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     sizes = []
     for ttf in sorted(webfonts.glob("fa-*.ttf")):
         out = ttf.with_suffix(".subset.woff")
@@ -272,7 +291,7 @@ def postprocess(html: Path) -> None:
     html = Path(html)
     paths = html_pages(html)
     originals = {p: p.read_text(encoding="utf-8") for p in paths}
-    pages = {p: drop_scripts(p, t) for p, t in originals.items()}
+    pages = {p: colab_to_notebook(html, p, drop_scripts(p, t)) for p, t in originals.items()}
     n_math = render_math(pages, html)
     fonts = subset_icon_fonts(html, pages)
     problems = []
