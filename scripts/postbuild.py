@@ -170,9 +170,26 @@ SEARCH_RES = (
 )
 
 
+# Accessibility fixes for theme markup (axe-core, tests/test_browser.py): an accessible
+# name must contain the visible label, and all content must sit in a landmark.
+A11Y_FIXES = (
+    # "Search Ctrl+K" buttons labelled just "Search": let the visible text name them.
+    (re.compile(r'(<button class="btn search-button-field[^"]*"[^>]*?) aria-label="Search"'), r"\1"),
+    # Hidden solutions: the summary reads "Show solution", not "Toggle hidden content".
+    (re.compile(r'<summary aria-label="Toggle hidden content">'), "<summary>"),
+    # The sidebar (logo, search, chapters) as one complementary landmark.
+    (
+        re.compile(r'<div id="pst-primary-sidebar" class="bd-sidebar-primary bd-sidebar">'),
+        '<div id="pst-primary-sidebar" class="bd-sidebar-primary bd-sidebar" role="complementary" aria-label="Book">',
+    ),
+)
+
+
 def drop_scripts(path: Path, text: str) -> str:
     for pattern in DROP_RES:
         text = pattern.sub("", text)
+    for pattern, repl in A11Y_FIXES:
+        text = pattern.sub(repl, text)
     if path.name != "search.html":
         for pattern in SEARCH_RES:
             text = pattern.sub("", text)

@@ -153,7 +153,6 @@ class Visit:
         self.page.on("request", lambda r: is_loopback(r.url) or self.external.append(r.url))
         self.page.on("response", lambda r: r.status >= 400 and self.bad_status.append(f"{r.url} {r.status}"))
         self.response = self.page.goto(url, wait_until="load")
-        self.page.wait_for_load_state("networkidle")
 
     def close(self):
         self.context.close()
@@ -274,7 +273,6 @@ def test_phone_no_horizontal_scroll(site, visit, page):
         culprits = v.page.evaluate(
             """() => [...document.querySelectorAll('body *')]
                 .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
-                .filter(e => ![...e.parentElement.children].some(() => false))
                 .slice(0, 8).map(e => e.tagName.toLowerCase() + '.' + [...e.classList].join('.'))"""
         )
         pytest.fail(f"{page}: on a 390 px phone the page scrolls sideways ({width} > {inner}): {culprits}")
@@ -332,7 +330,7 @@ def test_downloads_and_launch_buttons(site, visit, page):
     links = v.page.eval_on_selector_all("a", "as => as.map(a => a.getAttribute('href') || '')")
     stem = Path(page).with_suffix("")
     for ext in (".ipynb", ".md"):
-        href = next((h for h in links if h.endswith(f"_sources/{stem}{ext}")), None)
+        href = next((h for h in links if h.endswith(f"_sources/{stem}{ext}") and "//" not in h), None)
         assert href, f"{page}: no download link for {stem}{ext}"
         response = v.context.request.get(urljoin(site.url(page), href))
         assert response.ok, f"{page}: {href} -> HTTP {response.status}"
@@ -376,7 +374,8 @@ def test_404_page(site, visit):
     )
     assert styled, "404 page did not load the theme's CSS"
     assert v.page.locator("nav.bd-docs-nav a.reference.internal").count() >= len(CHAPTERS)
-    assert not v.console, "404 page console errors:\n" + "\n".join(v.console)
+    errors = [c for c in v.console if "status of 404" not in c]  # the page itself is a 404
+    assert not errors, "404 page console errors:\n" + "\n".join(errors)
 
 
 EXTERNAL_RE = re.compile(
