@@ -196,6 +196,36 @@ def drop_scripts(path: Path, text: str) -> str:
     return text
 
 
+# --- render-blocking scripts ---------------------------------------------------------------
+# Sphinx puts its scripts in <head> without defer: each one delays the first paint. They all
+# wait for DOMContentLoaded anyway, and the inline snippets between them only set globals,
+# so they can all be deferred (order kept). documentation_options.js defines a global the
+# inline snippets use at once: it is inlined instead (300 bytes).
+HEAD_SCRIPT_RE = re.compile(r'<script (?P<attrs>(?:(?!defer|async)[^>])*?)src="(?P<src>[^"]+)"></script>')
+DOC_OPTIONS_RE = re.compile(r'<script src="(?P<src>[^"]*_static/documentation_options\.js)(?:\?[^"]*)?"></script>')
+
+
+def defer_scripts(html_dir: Path, path: Path, text: str) -> str:
+    head_end = text.find("</head>")
+    if head_end < 0:
+        return text
+    head, rest = text[:head_end], text[head_end:]
+
+    def inline(m: re.Match) -> str:
+        src = html_dir / "_static" / "documentation_options.js"  # 404.html uses /REPO/_static/...
+        if not src.is_file():
+            return m.group(0)
+        return "<script>" + src.read_text(encoding="utf-8").strip() + "</script>"
+
+    head = DOC_OPTIONS_RE.sub(inline, head)
+    head = HEAD_SCRIPT_RE.sub(
+        lambda m: m.group(0) if "documentation_options" in m["src"]
+        else f'<script {m["attrs"]}defer src="{m["src"]}"></script>',
+        head,
+    )
+    return head + rest
+
+
 # --- Colab button ------------------------------------------------------------------------
 # Jupyter Book points Colab at the chapter's .md on the main branch, which Colab cannot
 # open. The notebook the build generates (_sources/<page>.ipynb) is published with the
@@ -241,7 +271,7 @@ def subset_icon_fonts(html_dir: Path, pages: dict[Path, str]) -> str:
         from fontTools.ttLib import TTFont
     except ImportError:  # fontTools comes with matplotlib
         return "fontTools missing: icon fonts left whole"
-    css = css_path.read_text(encoding="utf-8")
+    css = original = css_path.read_text(encoding="utf-8")
     # Icon classes to codepoints, from the theme's own CSS.
     class_cp: dict[str, int] = {}
     for rule in ICON_RULE_RE.finditer(css):
@@ -273,10 +303,18 @@ def subset_icon_fonts(html_dir: Path, pages: dict[Path, str]) -> str:
         font.flavor = "woff"
         font.save(out)
         sizes.append(f"{out.name} {out.stat().st_size / 1024:.1f} KB")
+    # Drop the CSS rules of the ~1400 icons no page uses (a third of the theme's CSS).
+    used = set()
+    for text in pages.values():
+        for classes in re.findall(r'class="([^"]*\bfa-[^"]*)"', text):
+            used |= {c for c in classes.split() if c.startswith("fa-")}
+    css = ICON_RULE_RE.sub(
+        lambda m: m.group(0) if used & set(ICON_CLASS_RE.findall(m.group(0))) else "", css
+    )
     new_css = FONT_SRC_RE.sub(
         lambda m: f'src:url({m["dir"]}{m["name"]}.subset.woff) format("woff")', css
     )
-    if new_css != css:
+    if new_css != original:
         css_path.write_text(new_css, encoding="utf-8")
     return f"{len(wanted)} icons: " + ", ".join(sizes)
 
@@ -308,7 +346,10 @@ def postprocess(html: Path) -> None:
     html = Path(html)
     paths = html_pages(html)
     originals = {p: p.read_text(encoding="utf-8") for p in paths}
-    pages = {p: colab_to_notebook(html, p, drop_scripts(p, t)) for p, t in originals.items()}
+    pages = {
+        p: defer_scripts(html, p, colab_to_notebook(html, p, drop_scripts(p, t)))
+        for p, t in originals.items()
+    }
     n_math = render_math(pages, html)
     fonts = subset_icon_fonts(html, pages)
     problems = []

@@ -131,11 +131,18 @@ def is_loopback(url: str) -> bool:
 
 
 class Visit:
-    """One page opened in a fresh context, with everything that went wrong recorded."""
+    """One page opened in a new tab, with everything that went wrong recorded.
 
-    def __init__(self, browser, url: str, viewport=LAPTOP, offline: bool = False, **context):
+    By default the tab opens in the module's shared browser context (its HTTP cache keeps
+    the suite fast); ``own_context=True`` or any context option (viewport, offline, ...)
+    gives the visit a fresh context of its own, with an empty cache.
+    """
+
+    def __init__(self, browser, shared, url: str, offline=False, theme=None, **context):
         self.console, self.failed, self.bad_status, self.external = [], [], [], []
-        self.context = browser.new_context(viewport=viewport, **context)
+        own = context.pop("own_context", False) or offline or bool(context)
+        self.own_context = own
+        self.context = browser.new_context(viewport=context.pop("viewport", LAPTOP), **context) if own else shared
         if offline:
             # Every request that would leave the machine is recorded and aborted.
             def route(r):
@@ -147,6 +154,8 @@ class Visit:
 
             self.context.route("**/*", route)
         self.page = self.context.new_page()
+        if theme:  # as if the reader had chosen it with the theme button
+            self.page.add_init_script(f"localStorage.setItem('mode', '{theme}'); localStorage.setItem('theme', '{theme}');")
         self.page.on("console", lambda m: m.type == "error" and self.console.append(m.text))
         self.page.on("pageerror", lambda e: self.console.append(f"uncaught: {e}"))
         self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
@@ -155,15 +164,25 @@ class Visit:
         self.response = self.page.goto(url, wait_until="load")
 
     def close(self):
-        self.context.close()
+        if self.own_context:
+            self.context.close()
+        else:
+            self.page.close()
+
+
+@pytest.fixture(scope="module")
+def shared_context(browser):
+    context = browser.new_context(viewport=LAPTOP)
+    yield context
+    context.close()
 
 
 @pytest.fixture
-def visit(browser):
+def visit(browser, shared_context):
     opened = []
 
     def open_(url, **kwargs):
-        v = Visit(browser, url, **kwargs)
+        v = Visit(browser, shared_context, url, **kwargs)
         opened.append(v)
         return v
 
@@ -199,7 +218,7 @@ def check_math(site: Site, page: str, state: dict) -> None:
 # --- every page, in a laptop-sized window -----------------------------------------------
 @pytest.mark.parametrize("page", PAGES)
 def test_page_loads_cleanly(site, visit, page):
-    v = visit(site.url(page))
+    v = visit(site.url(page), own_context=True)  # empty cache: every request is made
     assert v.response.status == 200, f"{page}: HTTP {v.response.status}"
     assert not v.console, f"{page}: console errors:\n" + "\n".join(v.console)
     assert not v.failed, f"{page}: failed requests:\n" + "\n".join(v.failed)
@@ -283,9 +302,7 @@ def test_phone_no_horizontal_scroll(site, visit, page):
 def test_accessibility(site, visit, page, mode):
     """axe-core finds no violation (WCAG 2.x A/AA and best practices), in both themes."""
     assert AXE.exists(), f"{AXE} missing: run npm ci"
-    v = visit(site.url(page), color_scheme=mode)
-    v.page.evaluate("m => { localStorage.setItem('theme', m); localStorage.setItem('mode', m); }", mode)
-    v.page.reload(wait_until="load")
+    v = visit(site.url(page), color_scheme=mode, theme=mode)
     assert v.page.evaluate("document.documentElement.dataset.theme") == mode
     v.page.add_script_tag(path=str(AXE))
     result = v.page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
