@@ -102,6 +102,8 @@ def render_math(pages: dict[Path, str], html_dir: Path) -> int:
             "typeset in the reader's browser, from a CDN: the pages are not self-contained.",
             file=sys.stderr,
         )
+        for path, text in pages.items():
+            pages[path] = _drop_mathjax_scripts(text)  # only on pages without math
         return 0
     parts = [_tex_of(m["tag"], m["body"]) for _, m in found]
     request = {"equations": [{"tex": tex, "display": display} for _, tex, display in parts]}
@@ -290,13 +292,14 @@ def subset_icon_fonts(html_dir: Path, pages: dict[Path, str]) -> str:
     sizes = []
     for ttf in sorted(webfonts.glob("fa-*.ttf")):
         out = ttf.with_suffix(".subset.woff")
-        font = TTFont(ttf)
+        font = TTFont(ttf, recalcTimestamp=False)
         have = set(font.getBestCmap())
         options = subset.Options()
         options.flavor = "woff"
         options.layout_features = []
         options.name_IDs = []
         options.notdef_outline = True
+        options.recalc_timestamp = False  # same input, same bytes
         subsetter = subset.Subsetter(options)
         subsetter.populate(unicodes=sorted(wanted & have))
         subsetter.subset(font)
