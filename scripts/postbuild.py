@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import html as htmllib
 import json
+import hashlib
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -228,6 +230,75 @@ def defer_scripts(html_dir: Path, path: Path, text: str) -> str:
     return head + rest
 
 
+# --- one stylesheet -----------------------------------------------------------------------
+# Sphinx links ten stylesheets (one @imports another), all render-blocking: a phone on a slow
+# network waits for each. They are concatenated, in order, into one file per distinct set.
+CSS_LINK_RE = re.compile(
+    r'[ \t]*<link (?:href="(?P<a>[^"]+\.css)(?:\?[^"]*)?" rel="stylesheet"'
+    r'|rel="stylesheet" type="text/css" href="(?P<b>[^"]+\.css)(?:\?[^"]*)?") />\n?'
+)
+IMPORT_RE = re.compile(r'@import\s+(?:url\()?["\']?([^"\')]+)["\']?\)?\s*;')
+URL_RE = re.compile(r'url\((["\']?)(?!data:|https?:|/|#)([^"\')]+)\1\)')
+PRELOAD_JS_RE = re.compile(r'\s*<link rel="preload" as="script" href="[^"]+" />')
+
+
+def _css_text(file: Path, bundle_dir: Path) -> str:
+    """A stylesheet with its @imports inlined and its url()s made relative to bundle_dir."""
+    text = file.read_text(encoding="utf-8")
+    text = IMPORT_RE.sub(lambda m: _css_text((file.parent / m.group(1)).resolve(), bundle_dir), text)
+
+    def rebase(m: re.Match) -> str:
+        target = (file.parent / m.group(2).split("?")[0].split("#")[0]).resolve()
+        suffix = m.group(2)[len(m.group(2).split("?")[0].split("#")[0]):]
+        rel = os.path.relpath(target, bundle_dir).replace(os.sep, "/")
+        return f"url({m.group(1)}{rel}{suffix}{m.group(1)})"
+
+    return URL_RE.sub(rebase, text)
+
+
+def bundle_css(html_dir: Path, pages: dict[Path, str]) -> int:
+    """Replace each page's stylesheet links with one link to their concatenation."""
+    static = (html_dir / "_static").resolve()
+    bundles: dict[tuple[str, ...], str] = {}
+    for path, text in pages.items():
+        head_end = text.find("</head>")
+        links = list(CSS_LINK_RE.finditer(text, 0, head_end))
+        if len(links) < 2:
+            continue
+        hrefs = [m["a"] or m["b"] for m in links]
+        cut = hrefs[0].index("_static/")
+        prefix = hrefs[0][:cut]  # "../" on book pages, "/REPO/" on 404.html
+        names = tuple(h[h.index("_static/") + len("_static/"):] for h in hrefs)
+        if names not in bundles:
+            parts = [f"/* {n} */\n" + _css_text(static / n, static / "styles") for n in names]
+            body = "\n".join(parts)
+            name = f"styles/bundle-{hashlib.sha256(body.encode()).hexdigest()[:10]}.css"
+            (static / name).write_text(body, encoding="utf-8")
+            bundles[names] = name
+        link = f'  <link rel="stylesheet" href="{prefix}_static/{bundles[names]}" />\n'
+        first, last = links[0], links[-1]
+        middle = text[first.end():last.start()]
+        for m in links[1:-1]:
+            middle = middle.replace(m.group(0), "", 1)
+        pages[path] = text[: first.start()] + link + middle + text[last.end():]
+    return len(bundles)
+
+
+def preload_fonts(html_dir: Path, text: str) -> str:
+    """Fetch the scripts late (they are deferred) and the icon fonts early."""
+    text = PRELOAD_JS_RE.sub("", text)
+    m = re.search(r'<link rel="stylesheet" href="([^"]*)_static/styles/bundle-', text)
+    if not m or "fa-solid-900.subset.woff" in text:
+        return text
+    fonts = "".join(
+        f'\n  <link rel="preload" as="font" type="font/woff" crossorigin href="{m.group(1)}'
+        f'_static/vendor/fontawesome/webfonts/{name}.subset.woff" />'
+        for name in ("fa-solid-900", "fa-brands-400")
+        if (html_dir / "_static/vendor/fontawesome/webfonts" / f"{name}.subset.woff").is_file()
+    )
+    return text.replace(m.group(0), fonts.lstrip("\n") + "\n" + m.group(0), 1) if fonts else text
+
+
 # --- Colab button ------------------------------------------------------------------------
 # Jupyter Book points Colab at the chapter's .md on the main branch, which Colab cannot
 # open. The notebook the build generates (_sources/<page>.ipynb) is published with the
@@ -355,6 +426,9 @@ def postprocess(html: Path) -> None:
     }
     n_math = render_math(pages, html)
     fonts = subset_icon_fonts(html, pages)
+    bundle_css(html, pages)
+    for path, text in pages.items():
+        pages[path] = preload_fonts(html, text)
     problems = []
     for path, text in pages.items():
         if text != originals[path]:
