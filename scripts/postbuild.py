@@ -1,6 +1,6 @@
 """Post-build step for the HTML book (run by scripts/build_book.py after every build).
 
-Makes every page self-contained (no request leaves the site) and light:
+Makes every page self-contained (no request leaves the site), light and accessible:
 
 * math: every ``\\(...\\)`` / ``\\[...\\]`` Sphinx emitted is typeset at build time into
   MathJax SVG (with hidden MathML for screen readers) by ``scripts/render_math.mjs``; the
@@ -9,10 +9,13 @@ Makes every page self-contained (no request leaves the site) and light:
   A formula MathJax cannot parse fails the build (``MathRenderError``).
 * icons: the theme's FontAwesome JavaScript (1.5 MB) is removed. Icons are drawn by the
   theme's own CSS web font instead, cut down ("subset") to the glyphs the pages and the
-  theme's CSS use (a few KB, WOFF) and the CSS pointed at the subsets.
+  theme's CSS use (a few KB, WOFF, preloaded); the CSS of unused icons is dropped.
 * unused scripts: sphinx-thebe (its JS, CSS and unpkg.com URL: launch buttons link to
   Binder/Colab and need none of it), and the search index outside the search page (the
   theme loads it everywhere only for search-as-you-type, which is off).
+* first paint: the ten stylesheets become one file; the head's scripts are deferred.
+* accessibility: three fixes to theme markup that axe-core flags (see A11Y_FIXES).
+* Colab: the launch button opens the chapter's generated .ipynb (see colab_to_notebook).
 * finally checks that no page loads a script, stylesheet, font or image from another host.
 
 Idempotent: running it again on processed pages changes nothing. Runs in about a second.
@@ -21,8 +24,8 @@ Idempotent: running it again on processed pages changes nothing. Runs in about a
 from __future__ import annotations
 
 import html as htmllib
-import json
 import hashlib
+import json
 import logging
 import os
 import re

@@ -239,7 +239,7 @@ def test_outputs_and_figures(site, visit, page):
         shown = v.page.eval_on_selector_all(
             "div.cell",
             "cells => cells.map(c => { const o = c.querySelector('.cell_output');"
-            " return o ? (o.innerText.trim().length + o.querySelectorAll('img, svg, table').length) : 0; })",
+            " return o ? (o.textContent.trim().length + o.querySelectorAll('img, svg, table').length) : 0; })",
         )
         assert len(shown) == len(cells), f"{page}: {len(cells)} code cells, {len(shown)} on the page"
         missing = [
