@@ -1,0 +1,416 @@
+"""The book as readers see it: every page in a real browser (Debian's Chromium).
+
+The book is built once for the session (the ``built_book`` fixture), served on loopback
+the way GitHub Pages serves the project site (under ``/backprop-by-hand/``, with 404.html
+for missing paths), and opened with Playwright. One browser serves the whole module;
+every test is parametrized by page, so a failure names the page.
+
+Chromium: ``$CHROMIUM_PATH`` or /usr/bin/chromium (.ci/run installs it). Playwright's own
+browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = [pytest.mark.build, pytest.mark.browser]
+
+PREFIX = "/backprop-by-hand/"  # GitHub Pages project site: https://OWNER.github.io/REPO/
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
+
+
+def toc_pages() -> list[str]:
+    """Every page of the book, from _toc.yml: 'book/intro.html', 'book/01-...html', ..."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return [f"{Path(f).with_suffix('').as_posix()}.html" for f in files]
+
+
+PAGES = toc_pages()
+CHAPTERS = [p for p in PAGES if p != PAGES[0]]
+
+
+# --- the site and the browser ----------------------------------------------------------
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the book under PREFIX, and 404.html (status 404) for missing files."""
+
+    def translate_path(self, path):
+        clean = urlsplit(path).path
+        if clean.startswith(PREFIX):
+            clean = "/" + clean[len(PREFIX):]
+        return super().translate_path(clean)
+
+    def send_head(self):
+        path = Path(self.translate_path(self.path))
+        if path.is_dir():
+            path = path / "index.html"
+        if not path.exists():
+            body = (Path(self.directory) / "404.html").read_bytes()
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
+        return super().send_head()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(built_book):
+    assert built_book.returncode == 0, "the book did not build:\n" + built_book.log[-4000:]
+    handler = functools.partial(Handler, directory=str(built_book.html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Site(f"http://127.0.0.1:{server.server_address[1]}{PREFIX}", built_book.html)
+    server.shutdown()
+    server.server_close()
+
+
+class Site:
+    def __init__(self, base: str, html: Path):
+        self.base, self.html = base, html
+        self.origin = base[: base.index(PREFIX)]
+
+    def url(self, page: str) -> str:
+        return self.base + page
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM} (set CHROMIUM_PATH, or apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def is_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("data", "blob", "about") or parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+class Visit:
+    """One page opened in a new tab, with everything that went wrong recorded.
+
+    By default the tab opens in the module's shared browser context (its HTTP cache keeps
+    the suite fast); ``own_context=True`` or any context option (viewport, offline, ...)
+    gives the visit a fresh context of its own, with an empty cache.
+    """
+
+    def __init__(self, browser, shared, url: str, offline=False, theme=None, **context):
+        self.console, self.failed, self.bad_status, self.external = [], [], [], []
+        own = context.pop("own_context", False) or offline or bool(context)
+        self.own_context = own
+        self.context = browser.new_context(viewport=context.pop("viewport", LAPTOP), **context) if own else shared
+        if offline:
+            # Every request that would leave the machine is recorded and aborted.
+            def route(r):
+                if is_loopback(r.request.url):
+                    r.continue_()
+                else:
+                    self.external.append(r.request.url)
+                    r.abort()
+
+            self.context.route("**/*", route)
+        self.page = self.context.new_page()
+        if theme:  # as if the reader had chosen it with the theme button
+            self.page.add_init_script(f"localStorage.setItem('mode', '{theme}'); localStorage.setItem('theme', '{theme}');")
+        self.page.on("console", lambda m: m.type == "error" and self.console.append(m.text))
+        self.page.on("pageerror", lambda e: self.console.append(f"uncaught: {e}"))
+        self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+        self.page.on("request", lambda r: is_loopback(r.url) or self.external.append(r.url))
+        self.page.on("response", lambda r: r.status >= 400 and self.bad_status.append(f"{r.url} {r.status}"))
+        self.response = self.page.goto(url, wait_until="load")
+
+    def close(self):
+        if self.own_context:
+            self.context.close()
+        else:
+            self.page.close()
+
+
+@pytest.fixture(scope="module")
+def shared_context(browser):
+    context = browser.new_context(viewport=LAPTOP)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def visit(browser, shared_context):
+    opened = []
+
+    def open_(url, **kwargs):
+        v = Visit(browser, shared_context, url, **kwargs)
+        opened.append(v)
+        return v
+
+    yield open_
+    for v in opened:
+        v.close()
+
+
+def source_text(site: Site, page: str) -> str:
+    src = site.html / "_sources" / Path(page).with_suffix(".md")
+    return src.read_text(encoding="utf-8") if src.exists() else ""
+
+
+MATH_STATE = """() => {
+  const math = [...document.querySelectorAll('.math')];
+  return {
+    math: math.length,
+    untypeset: math.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 80)),
+    containers: document.querySelectorAll('mjx-container').length,
+    text: document.body.innerText,
+  };
+}"""
+
+
+def check_math(site: Site, page: str, state: dict) -> None:
+    assert not state["untypeset"], f"{page}: math left untypeset: {state['untypeset']}"
+    raw = [tok for tok in ("$$", "\\(", "\\[") if tok in state["text"]]
+    assert not raw, f"{page}: raw TeX delimiters {raw} in the visible text"
+    if re.search(r"\$[^$\n]+\$|\{math\}|\\begin\{", source_text(site, page)):
+        assert state["containers"] > 0, f"{page}: has math but no MathJax output (mjx-container)"
+
+
+# --- every page, in a laptop-sized window -----------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_page_loads_cleanly(site, visit, page):
+    v = visit(site.url(page), own_context=True)  # empty cache: every request is made
+    assert v.response.status == 200, f"{page}: HTTP {v.response.status}"
+    assert not v.console, f"{page}: console errors:\n" + "\n".join(v.console)
+    assert not v.failed, f"{page}: failed requests:\n" + "\n".join(v.failed)
+    assert not v.bad_status, f"{page}: HTTP errors:\n" + "\n".join(v.bad_status)
+    check_math(site, page, v.page.evaluate(MATH_STATE))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_outputs_and_figures(site, visit, page):
+    """Every executed output is on the page, and every image has loaded."""
+    v = visit(site.url(page))
+    notebook = site.html / "_sources" / Path(page).with_suffix(".ipynb")
+    if notebook.exists():
+        cells = [
+            c for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+            if c["cell_type"] == "code" and "remove-cell" not in c["metadata"].get("tags", [])
+        ]
+        shown = v.page.eval_on_selector_all(
+            "div.cell",
+            "cells => cells.map(c => { const o = c.querySelector('.cell_output');"
+            " return o ? (o.textContent.trim().length + o.querySelectorAll('img, svg, table').length) : 0; })",
+        )
+        assert len(shown) == len(cells), f"{page}: {len(cells)} code cells, {len(shown)} on the page"
+        missing = [
+            i for i, (c, n) in enumerate(zip(cells, shown))
+            if c.get("outputs") and "remove-output" not in c["metadata"].get("tags", []) and n == 0
+        ]
+        assert not missing, f"{page}: code cells {missing} (0-based) show none of their outputs"
+    broken = v.page.evaluate(
+        """async () => {
+          const imgs = [...document.images];
+          imgs.forEach(i => { i.loading = 'eager'; });
+          await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+          return imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.currentSrc || i.src);
+        }"""
+    )
+    assert not broken, f"{page}: images that did not load: {broken}"
+    missing_alt = v.page.eval_on_selector_all("img:not([alt])", "imgs => imgs.map(i => i.src)")
+    assert not missing_alt, f"{page}: images without alt text: {missing_alt}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_sidebar_reaches_every_chapter(site, visit, page):
+    v = visit(site.url(page))
+    hrefs = v.page.eval_on_selector_all(
+        "nav.bd-docs-nav a.reference.internal, .navbar-brand", "as => as.map(a => a.href)"
+    )
+    reached = {h.split("#")[0] for h in hrefs}
+    expected = {site.url(p) for p in PAGES}
+    assert expected <= reached, f"{page}: sidebar lacks {sorted(expected - reached)}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_dark_mode_switch(site, visit, page):
+    v = visit(site.url(page))
+    before = v.page.evaluate("document.documentElement.dataset.theme")
+    v.page.click("button.theme-switch-button")
+    after = v.page.evaluate("document.documentElement.dataset.theme")
+    assert before != after, f"{page}: the theme button did not change html[data-theme] ({before!r})"
+    v.page.click("button.theme-switch-button")
+    v.page.click("button.theme-switch-button")
+    themes = {before, after, v.page.evaluate("document.documentElement.dataset.theme")}
+    assert {"light", "dark"} <= themes, f"{page}: the theme button cycles through {themes}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_phone_no_horizontal_scroll(site, visit, page):
+    v = visit(site.url(page), viewport=PHONE, device_scale_factor=3, is_mobile=True, has_touch=True)
+    width, inner = v.page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+    if width > inner:
+        culprits = v.page.evaluate(
+            """() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+                .slice(0, 8).map(e => e.tagName.toLowerCase() + '.' + [...e.classList].join('.'))"""
+        )
+        pytest.fail(f"{page}: on a 390 px phone the page scrolls sideways ({width} > {inner}): {culprits}")
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+@pytest.mark.parametrize("page", PAGES)
+def test_accessibility(site, visit, page, mode):
+    """axe-core finds no violation (WCAG 2.x A/AA and best practices), in both themes."""
+    assert AXE.exists(), f"{AXE} missing: run npm ci"
+    v = visit(site.url(page), color_scheme=mode, theme=mode)
+    assert v.page.evaluate("document.documentElement.dataset.theme") == mode
+    v.page.add_script_tag(path=str(AXE))
+    result = v.page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    violations = [
+        f"{x['id']} ({x['impact']}): {x['help']}\n    "
+        + "\n    ".join(n["target"][0] if len(n["target"]) == 1 else str(n["target"]) for n in x["nodes"][:5])
+        for x in result["violations"]
+    ]
+    assert not violations, f"{page} ({mode}): axe violations:\n" + "\n".join(violations)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_self_contained(site, visit, page):
+    """With every request to another host blocked, the page still loads fully."""
+    v = visit(site.url(page), offline=True)
+    assert not v.external, f"{page}: requests leaving the site:\n" + "\n".join(v.external)
+    own = [f for f in v.failed if f.startswith(site.origin)]
+    assert not own, f"{page}: failed same-origin requests:\n" + "\n".join(own)
+    assert not v.console, f"{page}: console errors offline:\n" + "\n".join(v.console)
+    check_math(site, page, v.page.evaluate(MATH_STATE))
+
+
+# --- site features ------------------------------------------------------------------------
+@pytest.mark.parametrize("word", ["unsqueeze"])
+def test_search_finds(site, visit, word):
+    expected = {p for p in PAGES if word in source_text(site, p).lower()}
+    if not expected:
+        pytest.skip(f"no page mentions {word!r} yet")
+    v = visit(site.url(f"search.html?q={word}"))
+    v.page.wait_for_selector("#search-results ul.search li", timeout=15000)
+    found = v.page.eval_on_selector_all("#search-results ul.search li a", "as => as.map(a => a.href)")
+    found = {urlsplit(h).path.removeprefix(PREFIX) for h in found}
+    assert found, f"search for {word!r} lists nothing"
+    assert expected & found, f"search for {word!r} lists {sorted(found)}, not {sorted(expected)}"
+    assert not v.console, "search page console errors:\n" + "\n".join(v.console)
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_downloads_and_launch_buttons(site, visit, page):
+    """Each chapter offers itself as .ipynb and .md, and Binder/Colab open it."""
+    v = visit(site.url(page))
+    links = v.page.eval_on_selector_all("a", "as => as.map(a => a.getAttribute('href') || '')")
+    stem = Path(page).with_suffix("")
+    for ext in (".ipynb", ".md"):
+        href = next((h for h in links if h.endswith(f"_sources/{stem}{ext}") and "//" not in h), None)
+        assert href, f"{page}: no download link for {stem}{ext}"
+        response = v.context.request.get(urljoin(site.url(page), href))
+        assert response.ok, f"{page}: {href} -> HTTP {response.status}"
+        if ext == ".ipynb":
+            assert json.loads(response.text())["cells"], f"{page}: empty notebook"
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    repo = urlsplit(config["repository"]["url"]).path.strip("/")
+    binder = [h for h in links if h.startswith("https://mybinder.org/v2/gh/")]
+    colab = [h for h in links if h.startswith("https://colab.research.google.com/github/")]
+    assert binder and all(f"/gh/{repo}/" in h for h in binder), f"{page}: Binder links {binder}"
+    assert colab and all(f"/github/{repo}/" in h and h.endswith(".ipynb") for h in colab), (
+        f"{page}: Colab links {colab} (Colab opens only .ipynb)"
+    )
+
+
+def test_sitemap_lists_every_page(site):
+    sitemap = (site.html / "sitemap.xml").read_text(encoding="utf-8")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    base = config["html"]["baseurl"].rstrip("/") + "/"
+    listed = set(re.findall(r"<loc>([^<]+)</loc>", sitemap))
+    missing = [p for p in PAGES if base + p not in listed]
+    assert not missing, f"sitemap.xml lacks {missing}; it lists {sorted(listed)}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_opengraph(site, page):
+    text = (site.html / page).read_text(encoding="utf-8")
+    for prop in ("og:title", "og:url", "og:description", "og:site_name"):
+        assert re.search(rf'<meta property="{prop}" content="[^"]+"', text), f"{page}: no {prop}"
+    canonical = re.search(r'<link rel="canonical" href="([^"]+)"', text)
+    assert canonical and canonical.group(1).endswith(page), f"{page}: canonical link {canonical}"
+
+
+def test_404_page(site, visit):
+    assert (site.html / "404.html").is_file()
+    v = visit(site.base + "no/such/page.html")
+    assert v.response.status == 404
+    assert not v.failed and not v.bad_status[1:], f"404 page: {v.failed} {v.bad_status}"
+    styled = v.page.evaluate(
+        "getComputedStyle(document.documentElement).getPropertyValue('--pst-color-primary').trim()"
+    )
+    assert styled, "404 page did not load the theme's CSS"
+    assert v.page.locator("nav.bd-docs-nav a.reference.internal").count() >= len(CHAPTERS)
+    errors = [c for c in v.console if "status of 404" not in c]  # the page itself is a 404
+    assert not errors, "404 page console errors:\n" + "\n".join(errors)
+
+
+EXTERNAL_RE = re.compile(
+    r'<(?:script|img|iframe|source)\b[^>]*\ssrc="(?:https?:)?//[^"]*"'
+    r'|<link\b[^>]*\srel="(?:stylesheet|preload|modulepreload|icon)"[^>]*\shref="(?:https?:)?//[^"]*"'
+    r'|<link\b[^>]*\shref="(?:https?:)?//[^"]*"[^>]*\srel="(?:stylesheet|preload|modulepreload|icon)"',
+    re.I,
+)
+
+
+def test_no_third_party_resources(site):
+    """No built page (search, index and 404 included) loads anything from another host."""
+    found = []
+    for path in sorted(site.html.rglob("*.html")):
+        rel = path.relative_to(site.html)
+        if rel.parts[0] in ("_static", "_sources"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        found += [f"{rel}: {m.group(0)[:120]}" for m in EXTERNAL_RE.finditer(text)]
+        found += [f"{rel}: mentions {u}" for u in re.findall(r"https?://(?:cdn\.jsdelivr|unpkg|fonts\.)[^\"' ]*", text)]
+    assert not found, "third-party resources:\n" + "\n".join(found)
