@@ -10,12 +10,11 @@ Makes every page self-contained (no request leaves the site), light and accessib
 * icons: the theme's FontAwesome JavaScript (1.5 MB) is removed. Icons are drawn by the
   theme's own CSS web font instead, cut down ("subset") to the glyphs the pages and the
   theme's CSS use (a few KB, WOFF, preloaded); the CSS of unused icons is dropped.
-* unused scripts: sphinx-thebe (its JS, CSS and unpkg.com URL: launch buttons link to
-  Binder/Colab and need none of it), and the search index outside the search page (the
+* unused scripts: sphinx-thebe (its JS, CSS and unpkg.com URL: the launch button links to
+  Binder and needs none of it), and the search index outside the search page (the
   theme loads it everywhere only for search-as-you-type, which is off).
 * first paint: the ten stylesheets become one file; the head's scripts are deferred.
 * accessibility: three fixes to theme markup that axe-core flags (see A11Y_FIXES).
-* Colab: the launch button opens the chapter's generated .ipynb (see colab_to_notebook).
 * finally checks that no page loads a script, stylesheet, font or image from another host.
 
 Idempotent: running it again on processed pages changes nothing. Runs in about a second.
@@ -302,23 +301,6 @@ def preload_fonts(html_dir: Path, text: str) -> str:
     return text.replace(m.group(0), fonts.lstrip("\n") + "\n" + m.group(0), 1) if fonts else text
 
 
-# --- Colab button ------------------------------------------------------------------------
-# Jupyter Book points Colab at the chapter's .md on the main branch, which Colab cannot
-# open. The notebook the build generates (_sources/<page>.ipynb) is published with the
-# site: point Colab at it on the branch GitHub Pages serves from.
-PAGES_BRANCH = "gh-pages"
-COLAB_RE = re.compile(
-    r'(?P<repo>https://colab\.research\.google\.com/github/[^/"]+/[^/"]+)/blob/[^"]+?\.md"'
-)
-
-
-def colab_to_notebook(html_dir: Path, path: Path, text: str) -> str:
-    page = path.relative_to(html_dir).with_suffix(".ipynb").as_posix()
-    if not (html_dir / "_sources" / page).is_file():
-        return text
-    return COLAB_RE.sub(lambda m: f'{m["repo"]}/blob/{PAGES_BRANCH}/_sources/{page}"', text)
-
-
 # --- icon fonts --------------------------------------------------------------------------
 FONT_SRC_RE = re.compile(
     r"src:url\((?P<dir>[^)]*?/webfonts/)(?P<name>fa-[a-z]+-\d+)[.\w]*\)[^;}]*"
@@ -424,7 +406,7 @@ def postprocess(html: Path) -> None:
     paths = html_pages(html)
     originals = {p: p.read_text(encoding="utf-8") for p in paths}
     pages = {
-        p: defer_scripts(html, p, colab_to_notebook(html, p, drop_scripts(p, t)))
+        p: defer_scripts(html, p, drop_scripts(p, t))
         for p, t in originals.items()
     }
     n_math = render_math(pages, html)
