@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 TORCH := $(shell grep -E '^torch==' requirements.txt)
 
 .DEFAULT_GOAL := help
-.PHONY: help book test preview serve bench chapter clean
+.PHONY: help book test preview serve bench lighthouse chapter clean
 
 help:
 	@echo "make book      build the whole book strictly, from clean, into _build/html"
@@ -21,6 +21,7 @@ help:
 	@echo "make serve     serve the last build of _build/html on http://127.0.0.1:$(PORT)"
 	@echo "make chapter NAME=07-my-topic TITLE='My topic'   new chapter from the template, added to _toc.yml"
 	@echo "make bench     print build-speed figures (clean build, per chapter, rebuilds)"
+	@echo "make lighthouse print Lighthouse figures for every page of the last build"
 	@echo "make clean     remove _build"
 
 $(VENV)/.book-deps: requirements.txt package.json package-lock.json
@@ -54,6 +55,11 @@ chapter: $(VENV)/.book-deps
 
 bench: $(VENV)/.test-deps
 	$(PY) scripts/bench_build.py
+
+lighthouse: $(VENV)/.book-deps
+	@test -f _build/html/index.html || { echo "no build yet: run make book first"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	$(PY) scripts/bench_lighthouse.py
 
 clean:
 	rm -rf _build
