@@ -123,9 +123,9 @@ class Report:
 Pairs = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
-def _mismatch(name: str, manual, reference, rtol, atol) -> Row | str:
+def _mismatch(name: str, manual, reference, rtol, atol, label: str) -> Row | str:
     """A :class:`Row` when ``manual`` matches ``reference``, else what is wrong."""
-    for label, value in (("manual", manual), ("reference", reference)):
+    for which, value in (("manual", manual), ("reference", reference)):
         if not isinstance(value, torch.Tensor):
             hint = (
                 " (autograd fills .grad only for leaf tensors after .backward();"
@@ -133,15 +133,15 @@ def _mismatch(name: str, manual, reference, rtol, atol) -> Row | str:
                 if value is None
                 else ""
             )
-            return f"{name}: the {label} gradient is {type(value).__name__}, not a tensor{hint}"
+            return f"{name}: the {which} gradient is {type(value).__name__}, not a tensor{hint}"
     if manual.shape != reference.shape:
         return (
-            f"{name}: manual gradient has shape {tuple(manual.shape)} but autograd's "
+            f"{name}: manual gradient has shape {tuple(manual.shape)} but {label}'s "
             f"has shape {tuple(reference.shape)}. A gradient always has the shape of the "
             "quantity it belongs to."
         )
     if manual.dtype != reference.dtype:
-        return f"{name}: manual gradient has dtype {manual.dtype} but autograd's has {reference.dtype}"
+        return f"{name}: manual gradient has dtype {manual.dtype} but {label}'s has {reference.dtype}"
     manual, reference = manual.detach(), reference.detach()
     diff = (manual - reference).abs()
     if diff.numel():
@@ -155,9 +155,9 @@ def _mismatch(name: str, manual, reference, rtol, atol) -> Row | str:
     except AssertionError as err:
         at = f" at index {index}" if index else ""
         return (
-            f"{name} does not match autograd: shape {tuple(manual.shape)}, "
+            f"{name} does not match {label}: shape {tuple(manual.shape)}, "
             f"largest |difference| {max_diff:.3g}{at} "
-            f"(manual {float(manual.reshape(-1)[flat]):.6g}, autograd "
+            f"(manual {float(manual.reshape(-1)[flat]):.6g}, {label} "
             f"{float(reference.reshape(-1)[flat]):.6g}).\n"
             + str(err).replace("Tensor-likes are not close!\n\n", "")
         )
@@ -182,7 +182,7 @@ def compare(
         raise ValueError("check() needs at least one {name: (manual, reference)} pair")
     rows = []
     for name, (manual, ref) in pairs.items():
-        row = _mismatch(name, manual, ref, rtol, atol)
+        row = _mismatch(name, manual, ref, rtol, atol, reference)
         if isinstance(row, str):
             # The message names the chapter, the quantity and the difference.
             raise GradientMismatch(_where(chapter) + row)

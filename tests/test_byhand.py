@@ -278,3 +278,8 @@ def test_measure_prints_nothing(capfd):
 def test_public_names():
     assert set(byhand.__all__) >= {"check", "compare", "fd_check", "unbroadcast", "measure"}
     assert all(re.match(r"^[A-Za-z]", name) for name in byhand.__all__)
+
+
+def test_mismatch_names_the_reference_it_was_given():
+    with pytest.raises(GradientMismatch, match=r"g does not match sum_to_size: .* sum_to_size 1\)"):
+        compare({"g": (torch.zeros(1), torch.ones(1))}, reference="sum_to_size")
