@@ -110,7 +110,13 @@ def render_math(pages: dict[Path, str], html_dir: Path) -> int:
             pages[path] = _drop_mathjax_scripts(text)  # only on pages without math
         return 0
     parts = [_tex_of(m["tag"], m["body"]) for _, m in found]
-    request = {"equations": [{"tex": tex, "display": display} for _, tex, display in parts]}
+    page_of = {path: n for n, path in enumerate(dict.fromkeys(path for path, _ in found))}
+    request = {
+        "equations": [
+            {"tex": tex, "display": display, "page": page_of[path]}
+            for (path, _), (_, tex, display) in zip(found, parts)
+        ]
+    }
     proc = subprocess.run(
         ["node", str(RENDER_MATH)], input=json.dumps(request), capture_output=True,
         text=True, cwd=RENDER_MATH.parent,
@@ -139,6 +145,9 @@ def render_math(pages: dict[Path, str], html_dir: Path) -> int:
             text = text[: m.start()] + new + text[m.end():]
         if STYLE_ID not in text:
             text = text.replace("</head>", f"  {style}\n  </head>", 1)
+        # the glyph paths this page's formulas <use>, once per page
+        cache = out["caches"][str(page_of[path])]
+        text = re.sub(r"<body[^>]*>", lambda b: b.group(0) + cache, text, count=1)
         pages[path] = text
     for path, text in pages.items():
         pages[path] = _drop_mathjax_scripts(text)
