@@ -34,26 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("_config.yml", "_toc.yml", "book", "imgs", "scripts", "package.json")
-IGNORE = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.ipynb", "_build")
+from build_book import copy_book
 
+ROOT = Path(__file__).resolve().parents[1]
 GOAL_CLEAN = 60.0  # seconds, whole book, strict, from clean
 GOAL_NOCHANGE = 5.0  # seconds, preview rebuild with nothing changed
 EXECUTED = re.compile(r"(?P<page>[\w./-]+)\.md: Executed notebook in (?P<s>[\d.]+) seconds")
-
-
-def copy_book(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in SOURCES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=IGNORE)
-        elif src.is_file():
-            shutil.copy2(src, dest / name)
-    if (ROOT / "node_modules").is_dir():
-        (dest / "node_modules").symlink_to(ROOT / "node_modules")
-    return dest
 
 
 def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, str]:

@@ -29,9 +29,10 @@ import sys
 import threading
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from guard import toc_documents  # noqa: E402
 LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
 GZIP_TYPES = ("text/html", "text/css", "text/javascript", "application/javascript",
               "image/svg+xml", "application/json", "text/plain", "application/xml")
@@ -87,21 +88,7 @@ class GzipHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def toc_pages() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            files.extend([node["file"]] if "file" in node else [])
-            for key, value in node.items():
-                if key != "root":
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return [f"{Path(f).with_suffix('').as_posix()}.html" for f in files]
+    return [f"{doc}.html" for doc in toc_documents(ROOT / "_toc.yml")]
 
 
 def lighthouse(url: str) -> dict:

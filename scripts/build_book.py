@@ -25,6 +25,25 @@ from jupyter_book.sphinx import build_sphinx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import postbuild  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+# What a build reads. node_modules is linked, not copied (math pre-rendering).
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "imgs", "scripts", "package.json")
+
+
+def copy_book(dest: Path) -> Path:
+    """Copy the book's sources into ``dest`` (for tests and benchmarks); return it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.ipynb", "_build")
+    for name in BOOK_SOURCES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=ignore)
+        elif src.is_file():
+            shutil.copy2(src, dest / name)
+    if (ROOT / "node_modules").is_dir():
+        (dest / "node_modules").symlink_to(ROOT / "node_modules")
+    return dest
+
 
 def build(source: Path, jobs: int, keep: bool = False) -> int:
     html = source / "_build" / "html"

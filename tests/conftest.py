@@ -7,7 +7,6 @@ the book's sources in a temporary folder, exactly as ``make book`` would build i
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,11 +16,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book"))
+for _path in ("book", "book/_ext", "scripts"):
+    sys.path.insert(0, str(ROOT / _path))
 
-# What a build reads. node_modules is linked, not copied (math pre-rendering).
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "imgs", "scripts", "package.json")
-IGNORE = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.ipynb")
+from build_book import copy_book  # noqa: E402
+from guard import toc_documents  # noqa: E402
 
 
 @dataclass
@@ -36,36 +35,9 @@ class Build:
         return self.root / "_build" / "html"
 
 
-def copy_book(dest: Path) -> Path:
-    """Copy the book's sources into ``dest`` and return it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in BOOK_SOURCES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=IGNORE)
-        elif src.is_file():
-            shutil.copy2(src, dest / name)
-    if (ROOT / "node_modules").is_dir():
-        (dest / "node_modules").symlink_to(ROOT / "node_modules")
-    return dest
-
-
 def toc_docs(toc: Path = ROOT / "_toc.yml") -> list[str]:
     """The TOC's documents in reading order, e.g. ``["book/intro", "book/01-chain-rule", ...]``."""
-    import yaml
-
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("root", "file"):
-                    yield value
-                else:
-                    yield from walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                yield from walk(item)
-
-    return list(walk(yaml.safe_load(toc.read_text())))
+    return toc_documents(toc)
 
 
 def chapters() -> list[Path]:

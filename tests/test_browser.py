@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, toc_docs
 
 pytestmark = [pytest.mark.build, pytest.mark.browser]
 
@@ -42,26 +42,7 @@ PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 800}
 
 
-def toc_pages() -> list[str]:
-    """Every page of the book, from _toc.yml: 'book/intro.html', 'book/01-...html', ..."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk({k: v for k, v in toc.items() if k != "root"})
-    return [f"{Path(f).with_suffix('').as_posix()}.html" for f in files]
-
-
-PAGES = toc_pages()
+PAGES = [f"{doc}.html" for doc in toc_docs()]
 CHAPTERS = [p for p in PAGES if p != PAGES[0]]
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
-import yaml
 from myst_nb.core.read import is_myst_markdown_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,21 +50,6 @@ def rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def toc_entries(root: Path) -> list[str]:
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("file", "root") and isinstance(value, str):
-                    yield re.sub(r"\.(md|ipynb)$", "", value)
-                else:
-                    yield from walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                yield from walk(item)
-
-    return list(walk(yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))))
-
-
 def code_cells(page: Path) -> list[nbformat.NotebookNode]:
     notebook = jupytext.reads(page.read_text(encoding="utf-8"), fmt="md:myst")
     return [c for c in notebook.cells if c.cell_type == "code"]
@@ -79,7 +63,7 @@ def tags(cell) -> list[str]:
 
 
 def toc_problems(root: Path) -> list[str]:
-    listed = toc_entries(root)
+    listed = guard.toc_documents(root / "_toc.yml")
     found = [
         f"{rel(root, p)} is not listed in _toc.yml"
         for p in pages(root)

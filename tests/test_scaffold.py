@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import ROOT, copy_book, run_build
+from conftest import ROOT, copy_book, run_build, toc_docs
 
 NAME = "07-weight-decay"
 TITLE = "7 · Weight decay"
@@ -22,21 +21,6 @@ def new_chapter(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(root / SCRIPT), *args], capture_output=True, text=True, timeout=60
     )
-
-
-def toc_files(root: Path) -> list[str]:
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "file":
-                    yield value
-                else:
-                    yield from walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                yield from walk(item)
-
-    return list(walk(yaml.safe_load((root / "_toc.yml").read_text())))
 
 
 @pytest.fixture
@@ -52,7 +36,7 @@ def test_new_chapter_is_created_and_listed_last_with_comments_kept(book):
     assert f"# {TITLE}\n" in page and f'start_chapter("{TITLE}")' in page
     assert "{{" not in page
     after = (book / "_toc.yml").read_text()
-    assert toc_files(book)[-1] == f"book/{NAME}"
+    assert toc_docs(book / "_toc.yml")[-1] == f"book/{NAME}"
     # exactly one line inserted: comments and layout untouched
     added = [line for line in after.splitlines() if line not in before.splitlines()]
     assert [line.strip() for line in added] == [f"- file: book/{NAME}"]

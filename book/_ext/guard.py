@@ -40,11 +40,11 @@ class BookStructureError(SphinxError):
 
 
 def _toc_files(entry) -> list[str]:
-    """Every ``file:`` (and ``root:``) named anywhere in a parsed ``_toc.yml``."""
+    """Every ``file:`` named anywhere in a parsed ``_toc.yml`` node, in order."""
     found = []
     if isinstance(entry, dict):
         for key, value in entry.items():
-            if key in ("file", "root") and isinstance(value, str):
+            if key == "file" and isinstance(value, str):
                 found.append(value)
             else:
                 found += _toc_files(value)
@@ -58,10 +58,17 @@ def _strip_suffix(name: str) -> str:
     return re.sub(r"\.(md|ipynb)$", "", name)
 
 
+def toc_documents(toc_path: Path) -> list[str]:
+    """The documents ``_toc.yml`` lists, in reading order: ``["book/intro", ...]``."""
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
+    rest = _toc_files({key: value for key, value in toc.items() if key != "root"})
+    return [_strip_suffix(name) for name in [toc["root"], *rest]]
+
+
 def problems(srcdir: Path, toc_path: Path, book_dir: str = "book") -> list[str]:
     """Everything wrong with the book's structure, as sentences a contributor can act on."""
     found: list[str] = []
-    listed = [_strip_suffix(f) for f in _toc_files(yaml.safe_load(toc_path.read_text()))]
+    listed = toc_documents(toc_path)
     for doc in listed:
         if not any((srcdir / f"{doc}{ext}").is_file() for ext in (".md", ".ipynb")):
             found.append(f"{toc_path.name} lists '{doc}', but there is no {doc}.md")
