@@ -5,7 +5,8 @@ placeholder), a hidden solution tagged ``solution``, and a check tagged
 ``exercise-check``. The build runs all three, so every solution is checked against
 autograd there. Here each chapter is executed with its solution cells removed:
 every ``exercise-check`` cell must then raise ``GradientMismatch``, so no exercise
-is accidentally solved already or left unverifiable.
+is accidentally solved already or left unverifiable. (That every chapter has at least
+two exercises of that shape is a repository check: tests/test_repo.py.)
 """
 
 from __future__ import annotations
@@ -24,24 +25,6 @@ def tags(cell) -> list[str]:
 
 def code_cells(notebook):
     return [c for c in notebook.cells if c.cell_type == "code"]
-
-
-@pytest.mark.parametrize("chapter", chapters(), ids=lambda p: p.stem)
-def test_chapter_has_at_least_two_exercises_with_solution_and_check(chapter):
-    cells = code_cells(jupytext.read(chapter))
-    pairs = [
-        (i, cell) for i, cell in enumerate(cells) if "solution" in tags(cell)
-    ]
-    assert len(pairs) >= 2, f"{chapter.name}: {len(pairs)} exercise solution(s); at least 2 needed"
-    for i, solution in pairs:
-        assert "hide-input" in tags(solution), f"{chapter.name}: solution cell {i + 1} is not hidden"
-        assert i > 0 and not {"solution", "exercise-check"} & set(tags(cells[i - 1])), (
-            f"{chapter.name}: solution cell {i + 1} has no stub cell before it"
-        )
-        following = cells[i + 1] if i + 1 < len(cells) else None
-        assert following is not None and "exercise-check" in tags(following), (
-            f"{chapter.name}: solution cell {i + 1} is not followed by an exercise-check cell"
-        )
 
 
 def stub_problems(chapter) -> list[str]:

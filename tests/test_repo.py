@@ -205,6 +205,8 @@ def exercise_problems(root: Path) -> list[str]:
                 )
             if "hide-input" not in tags(cells[i]):
                 found.append(f"{where}: solution cell {i + 1} is not tagged hide-input")
+            if i == 0 or {"solution", "exercise-check"} & set(tags(cells[i - 1])):
+                found.append(f"{where}: solution cell {i + 1} has no stub cell before it")
         for i, c in enumerate(cells):
             if "exercise-check" in tags(c) and not re.search(r"\bcheck\(", c.source):
                 found.append(f"{where}: exercise-check cell {i + 1} does not call check(...)")
