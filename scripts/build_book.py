@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nBUILD FAILED after {seconds:.0f} s: see the warnings and tracebacks above.", file=sys.stderr)
     else:
         print(f"\nBuilt the book in {seconds:.0f} s. Open {index}")
-        print("or serve it with: python -m http.server -d _build/html 8000")
+        print("or serve it on http://127.0.0.1:8000 with: make serve")
     return status
 
 
