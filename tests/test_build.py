@@ -102,24 +102,23 @@ def test_wrong_gradient_fails_the_build_naming_chapter_and_quantity(tmp_path):
     assert (tmp_path / "_build" / "html" / "reports" / "book" / "09-broken.err.log").is_file()
 
 
-def test_a_demonstration_that_does_not_raise_fails_the_build(tmp_path):
-    text = page(
-        "A wrong-formula demo that is not wrong",
-        cell("import torch\nfrom byhand import check, start_chapter\nstart_chapter('9 · Silent demo')"),
-        cell('check({"dL/dx": (torch.ones(2), torch.ones(2))})', tags="raises-exception"),
+def demo(manual: str) -> str:
+    """A page whose raises-exception cell checks ``manual`` against ones(2)."""
+    return page(
+        "A wrong-formula demonstration",
+        cell("import torch\nfrom byhand import check, start_chapter\nstart_chapter('9 · Demo')"),
+        cell(f'check({{"dL/dx": ({manual}, torch.ones(2))}})', tags="raises-exception"),
     )
-    build = run_build(mini_book(tmp_path, {"09-silent": text}))
+
+
+def test_a_demonstration_that_does_not_raise_fails_the_build(tmp_path):
+    build = run_build(mini_book(tmp_path, {"09-silent": demo("torch.ones(2)")}))
     assert build.returncode != 0, failure(build)
     assert "09-silent.md: WARNING: code cell 2 is tagged raises-exception but did not raise" in build.log
 
 
 def test_a_demonstration_that_raises_passes(tmp_path):
-    text = page(
-        "A wrong formula, shown failing",
-        cell("import torch\nfrom byhand import check, start_chapter\nstart_chapter('9 · Loud demo')"),
-        cell('check({"dL/dx": (torch.zeros(2), torch.ones(2))})', tags="raises-exception"),
-    )
-    build = run_build(mini_book(tmp_path, {"09-loud": text}))
+    build = run_build(mini_book(tmp_path, {"09-loud": demo("torch.zeros(2)")}))
     assert build.returncode == 0, failure(build)
     html = (tmp_path / "_build" / "html" / "book" / "09-loud.html").read_text()
     assert "GradientMismatch" in html
