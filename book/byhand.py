@@ -6,10 +6,12 @@ each chapter with ``book/`` as its working directory). It does four jobs:
 * :func:`start_chapter` names the chapter for error messages, seeds the random
   generators and makes float64 the default dtype, so every chapter starts alike.
 * :func:`check` compares named manual gradients with autograd's. On success it
-  shows a small table under the cell; on a mismatch it raises
+  shows one ✓ line per quantity under the cell; on a mismatch it raises
   :class:`GradientMismatch`, which fails the book's build.
 * :func:`fd_check` runs :func:`torch.autograd.gradcheck` (finite differences) as
   a second, independent witness.
+* :func:`claim` asserts a sentence of the prose about how PyTorch behaves; it raises
+  :class:`FalseClaim` when the sentence is false.
 * :func:`unbroadcast` and :func:`measure` are small tools two chapters need.
 
 ``tests/test_byhand.py`` unit-tests all of it.
@@ -33,7 +35,10 @@ __all__ = [
     "GradientMismatch",
     "Report",
     "Row",
+    "FalseClaim",
+    "RECORD_KEY",
     "check",
+    "claim",
     "compare",
     "fd_check",
     "Measurement",
@@ -83,41 +88,71 @@ class Row:
         return "(" + ", ".join(map(str, self.shape)) + ("," if len(self.shape) == 1 else "") + ")"
 
 
+RECORD_KEY = "byhand"
+"""Where the machine-readable record of every passing check, finite-difference check and
+claim goes: the ``metadata`` of the output it displays (``output.metadata["byhand"]``).
+The build counts these records in each executed page (book/_ext/guard.py) to print, under
+the page's title, how many gradients on it were checked when it was built. (Output
+metadata rather than a mime type of its own: myst-nb warns about unknown mime types.)"""
+
+
+def _record(kind: str, names: Sequence[str], reference: str) -> dict:
+    return {"kind": kind, "quantities": list(names), "reference": reference, "torch": torch.__version__}
+
+
 @dataclass(frozen=True)
 class Report:
-    """The rows of one successful :func:`check`; renders as a table."""
+    """The rows of one successful :func:`check`.
+
+    Shown as one line per quantity (``✓ dL/dW (3, 2) matches autograd``), with the
+    numbers behind each ✓ (largest difference, bit-for-bit equality) folded away.
+    """
 
     rows: tuple[Row, ...]
     reference: str = "autograd"
+    kind: str = "check"
 
-    _HEAD = ("quantity", "shape", "exact", "max |diff|", "check")
+    def _line(self, row: Row) -> str:
+        return f"✓ {row.name} {row.shape_text} matches {self.reference}"
 
-    def _cells(self, row: Row) -> tuple[str, ...]:
-        return (
-            row.name,
-            row.shape_text,
-            "yes" if row.exact else "no",
-            f"{row.max_abs_diff:.1e}",
-            f"✓ matches {self.reference}",
-        )
+    def _detail(self, row: Row) -> str:
+        if row.exact:
+            return "identical, bit for bit"
+        return f"largest difference {row.max_abs_diff:.1e} (rounding)"
 
     def __str__(self) -> str:
-        table = [self._HEAD, *(self._cells(r) for r in self.rows)]
-        widths = [max(len(line[i]) for line in table) for i in range(len(self._HEAD))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table)
+        width = max(len(self._line(r)) for r in self.rows)
+        return "\n".join(f"{self._line(r):<{width}}   {self._detail(r)}" for r in self.rows)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        head = "".join(f'<th scope="col">{h}</th>' for h in self._HEAD)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in self._cells(r)) + "</tr>"
+        lines = "".join(
+            f'<li><span class="grad-check-mark" aria-hidden="true">✓</span> '
+            f"<code>{html.escape(r.name)}</code> {r.shape_text} "
+            f"matches {html.escape(self.reference)}</li>"
+            for r in self.rows
+        )
+        details = "".join(
+            f"<tr><td><code>{html.escape(r.name)}</code></td><td>{html.escape(self._detail(r))}</td></tr>"
             for r in self.rows
         )
         return (
-            f'<table class="grad-check"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>"
+            f'<div class="grad-check"><ul>{lines}</ul>'
+            f"<details><summary>How close?</summary><table><tbody>{details}</tbody></table>"
+            "<p>A check passes when manual and reference values agree to "
+            "<code>torch.testing.assert_close</code>'s tolerance; differences in the "
+            "last digits come from adding the same numbers in another order.</p>"
+            "</details></div>"
         )
+
+    @property
+    def record(self) -> dict:
+        return _record(self.kind, [r.name for r in self.rows], self.reference)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict]:
+        data = {"text/plain": str(self), "text/html": self._repr_html_()}
+        return data, {RECORD_KEY: self.record}
 
 
 Pairs = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
@@ -190,7 +225,7 @@ def compare(
     return Report(tuple(rows), reference)
 
 
-def _show(report: Report) -> None:
+def _show(report) -> None:
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -235,7 +270,58 @@ def fd_check(
             f"{_where(chapter)}{name} fails the finite-difference check:\n{err}"
         ) from None
     shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
-    print(f"✓ {name}: backward agrees with finite differences for inputs of shape {shapes}")
+    _show(_Shown(
+        f"✓ {name}: backward agrees with finite differences for inputs of shape {shapes}",
+        _record("fd_check", [name], "finite differences"),
+    ))
+
+
+class FalseClaim(AssertionError):
+    """A sentence of the book about how PyTorch (or the maths) behaves is false."""
+
+
+def claim(statement: str, holds: object) -> None:
+    """Assert a sentence of the prose: ``claim("relu's gradient at 0 is 0", u0.grad[0] == 0)``.
+
+    A chapter states something about PyTorch's behaviour (a gradient at exactly 0, a
+    stored shape, an equivalence); the cell beside it (usually tagged ``remove-cell``)
+    asserts it with this function, so that the build fails, naming the chapter and the
+    sentence, the day it stops being true. ``holds`` may be a bool or a one-element
+    tensor.
+    """
+    __tracebackhide__ = True
+    if isinstance(holds, torch.Tensor):
+        holds = bool(holds.all())
+    if not holds:
+        raise FalseClaim(
+            f"{_where(None)}the book says: {statement!r}, but that is false here "
+            f"(PyTorch {torch.__version__})"
+        )
+    _show(_Shown(
+        f"✓ checked when this page was built: {statement}",
+        _record("claim", [statement], "PyTorch"),
+        css_class="grad-check claim-check",
+    ))
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """A line of text plus the machine-readable record (see :data:`RECORD_KEY`)."""
+
+    text: str
+    record: dict
+    css_class: str = "grad-check"
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict]:
+        mark, _, rest = self.text.partition(" ")
+        html_text = (
+            f'<div class="{self.css_class}"><ul><li><span class="grad-check-mark" '
+            f'aria-hidden="true">{mark}</span> {html.escape(rest)}</li></ul></div>'
+        )
+        return {"text/plain": self.text, "text/html": html_text}, {RECORD_KEY: self.record}
 
 
 def unbroadcast(grad: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:

@@ -20,7 +20,7 @@ for _path in ("book", "book/_ext", "scripts"):
     sys.path.insert(0, str(ROOT / _path))
 
 from build_book import copy_book  # noqa: E402
-from guard import toc_documents  # noqa: E402
+from guard import chapter_documents, toc_documents  # noqa: E402
 
 
 @dataclass
@@ -41,9 +41,8 @@ def toc_docs(toc: Path = ROOT / "_toc.yml") -> list[str]:
 
 
 def chapters() -> list[Path]:
-    """The chapter files, in TOC order (every TOC page with code cells)."""
-    pages = [ROOT / f"{doc}.md" for doc in toc_docs()]
-    return [p for p in pages if "{code-cell}" in p.read_text()]
+    """The chapter files, in TOC order (guard.chapter_documents says what a chapter is)."""
+    return [ROOT / f"{doc}.md" for doc in chapter_documents(ROOT / "_toc.yml")]
 
 
 def mini_book(dest: Path, pages: dict[str, str], config_edits: dict[str, str] | None = None) -> Path:
@@ -52,8 +51,9 @@ def mini_book(dest: Path, pages: dict[str, str], config_edits: dict[str, str] | 
     ``config_edits`` replaces text in the copy's ``_config.yml`` (e.g. a shorter timeout).
     """
     copy_book(dest)
-    for old in (dest / "book").glob("[0-9]*.md"):
-        old.unlink()
+    for old in (dest / "book").glob("*.md"):
+        if not old.name.startswith("_"):
+            old.unlink()
     # the real intro links to every chapter; a mini book has other pages
     (dest / "book" / "intro.md").write_text("# A small book for a test\n")
     for stem, text in pages.items():

@@ -56,14 +56,33 @@ def test_close_but_not_exact_passes_and_says_not_exact():
     assert 0 < report.rows[0].max_abs_diff < 1e-11
 
 
-def test_report_renders_text_and_html_table():
+def test_report_shows_one_tick_line_per_quantity_with_details_folded():
     manual, auto = grads()
-    report = compare({"dL/dW": (manual, auto), "dL/db": (torch.ones(2), torch.ones(2))})
-    text = str(report)
-    assert text.splitlines()[0].split() == ["quantity", "shape", "exact", "max", "|diff|", "check"]
-    assert "dL/db" in text and "(2,)" in text and "✓ matches autograd" in text
+    report = compare({"dL/dW": (manual + 1e-12, auto), "dL/db": (torch.ones(2), torch.ones(2))})
+    lines = str(report).splitlines()
+    assert lines[0].startswith("✓ dL/dW (3, 2) matches autograd") and "largest difference" in lines[0]
+    assert lines[1].startswith("✓ dL/db (2,) matches autograd") and "identical" in lines[1]
     html = report._repr_html_()
-    assert html.count("<tr>") == 3 and '<th scope="col">quantity</th>' in html
+    assert html.count("<li>") == 2 and "<details>" in html
+    assert html.index("</ul>") < html.index("<details>"), "the numbers come after the ticks"
+
+
+def test_report_carries_a_machine_readable_record():
+    manual, auto = grads()
+    data, metadata = compare({"dL/dW": (manual, auto)}, reference="vec(G) @ J")._repr_mimebundle_()
+    assert metadata[byhand.RECORD_KEY] == {
+        "kind": "check", "quantities": ["dL/dW"], "reference": "vec(G) @ J", "torch": torch.__version__,
+    }
+    assert set(data) == {"text/plain", "text/html"}, "only mime types myst-nb renders"
+
+
+def test_claim_passes_quietly_and_fails_naming_chapter_and_sentence(capsys):
+    byhand.claim("two is two", torch.tensor([2]) == 2)
+    assert "✓ checked when this page was built: two is two" in capsys.readouterr().out
+    with pytest.raises(byhand.FalseClaim) as info:
+        byhand.claim("relu's gradient at 0 is 1", torch.tensor([1.0, 0.0]) == 1)
+    assert str(info.value).startswith("[Test chapter] the book says: \"relu's gradient at 0 is 1\"")
+    assert issubclass(byhand.FalseClaim, AssertionError)
 
 
 def test_html_escapes_names():
@@ -71,7 +90,7 @@ def test_html_escapes_names():
     assert "<b>x</b>" not in report._repr_html_()
 
 
-def test_check_prints_table_outside_ipython(capsys):
+def test_check_prints_its_lines_outside_ipython(capsys):
     manual, auto = grads()
     assert check({"dL/dW": (manual, auto)}) is None
     assert "dL/dW" in capsys.readouterr().out

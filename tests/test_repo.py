@@ -33,7 +33,6 @@ CODE_CELL = re.compile(r"^\s*(```|~~~|:::)\{code-cell\}", re.M)
 DIRECTIVE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<kind>figure|image)\}\s*(?P<target>\S*)")
 MD_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HTML_IMG = re.compile(r"<img\b[^>]*>", re.I)
-CHAPTER = re.compile(r"^\d\d-")
 
 
 def pages(root: Path) -> list[Path]:
@@ -42,8 +41,9 @@ def pages(root: Path) -> list[Path]:
 
 
 def chapters(root: Path) -> list[Path]:
-    """Numbered chapters: book/NN-name.md."""
-    return [p for p in pages(root) if CHAPTER.match(p.name)]
+    """The chapters listed in the TOC (guard.chapter_documents says what a chapter is)."""
+    return [root / f"{doc}.md" for doc in guard.chapter_documents(root / "_toc.yml")
+            if (root / f"{doc}.md").is_file()]
 
 
 def rel(root: Path, path: Path) -> str:
@@ -213,6 +213,95 @@ def exercise_problems(root: Path) -> list[str]:
     return found
 
 
+# --- numbers in prose are computed, never typed --------------------------------------
+# A measured or computed figure in the text (a time, a ratio, bytes, an accuracy, a count)
+# comes from the cell that computed it, through myst-nb's glue ({glue:text}`name`). A
+# number followed by a unit of measurement in prose, outside math and code, is an error,
+# and so is a number in scientific notation (2.2e-16): both look measured.
+MEASURE_UNIT = (
+    r"(?:×|%|ms\b|µs\b|us\b|ns\b|s\b|[kKMGT]i?B\b|B\b|bytes?\b|times\b|x\b|seconds?\b"
+    r"|minutes?\b|hours?\b|steps?\b|epochs?\b|images?\b|entries\b|non-?zeros?\b|percent\b)"
+)
+TYPED_NUMBER = re.compile(
+    r"(?<![\w.\-/^_])\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?\s?" + MEASURE_UNIT
+    + r"|(?<![\w.])\d(?:\.\d+)?e[-+]?\d+\b"
+)
+# Definitional constants that may be typed, each with the reason (keep this list short).
+TYPED_NUMBER_ALLOWED = {
+    "8×8": "the size of scikit-learn's digit images, a property of the data set",
+}
+CODE_DIRECTIVES = {"", "code", "code-block", "code-cell", "math", "literalinclude", "raw"}
+OPENING_FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,}|:{3,})\s*(?:\{(?P<name>[\w:-]+)\})?")
+
+
+def prose_lines(text: str):
+    """(line number, text) of every line of prose in a MyST page: not in front matter, a
+    code cell, a code block, display math or a directive's options; inline math, inline
+    code and glue roles are blanked out."""
+    lines = text.splitlines()
+    first = 0
+    if lines and lines[0].strip() == "---" and "---" in lines[1:]:
+        first = lines.index("---", 1) + 1  # the jupytext header
+    stack: list[tuple[str, bool]] = []  # open fences, innermost last: (fence, skip its body?)
+    options = None  # None, "start" (a directive just opened) or "yaml" (inside its --- block)
+    in_math = ""
+    for number, line in enumerate(lines[first:], first + 1):
+        stripped = line.strip()
+        if options == "yaml":
+            options = None if stripped == "---" else "yaml"
+            continue
+        if options == "start":
+            options = None
+            if stripped == "---":
+                options = "yaml"
+                continue
+        m = OPENING_FENCE.match(stripped)
+        if stack and m and not m["name"] and stripped == m["fence"] and \
+                m["fence"][0] == stack[-1][0][0] and len(m["fence"]) >= len(stack[-1][0]):
+            stack.pop()
+            continue
+        if stack and stack[-1][1]:
+            continue  # inside a code cell, a code block or a math directive
+        if m:
+            name = m["name"] or ""
+            stack.append((m["fence"], name in CODE_DIRECTIVES and (name or m["fence"][0] != ":")))
+            options = "start"
+            continue
+        if re.match(r"^:[\w-]+:", stripped):
+            continue  # a directive option
+        if in_math:  # inside display math: "$$" or the environment it was opened with
+            if in_math == "$$" and stripped.endswith("$$") or stripped.startswith(f"\\end{{{in_math}}}"):
+                in_math = ""
+            continue
+        if stripped.startswith("$$"):
+            in_math = "" if len(stripped) > 2 and stripped.endswith("$$") else "$$"
+            continue
+        if stripped.startswith("\\begin{"):
+            in_math = stripped[len("\\begin{"):].split("}")[0]
+            continue
+        clean = re.sub(r"\{glue(?::\w+)?\}`[^`]*`", " ", line)
+        clean = re.sub(r"\$[^$]*\$", " ", clean)
+        clean = re.sub(r"`[^`]*`", " ", clean)
+        yield number, clean
+
+
+def prose_number_problems(root: Path) -> list[str]:
+    found = []
+    for page in pages(root):
+        where = rel(root, page)
+        for number, line in prose_lines(page.read_text(encoding="utf-8")):
+            for allowed in TYPED_NUMBER_ALLOWED:
+                line = line.replace(allowed, " ")
+            for m in TYPED_NUMBER.finditer(line):
+                word = m.group(0).strip()
+                found.append(
+                    f"{where}:{number}: '{word}' is typed in the prose; glue it from the cell "
+                    "that computed it ({glue:text}`name`), or write it in math or code if it "
+                    "is not a measurement"
+                )
+    return found
+
+
 def guard_problems(root: Path) -> list[str]:
     return guard.problems(root, root / "_toc.yml")
 
@@ -223,6 +312,7 @@ CHECKS = [
     image_problems,
     notebook_output_problems,
     exercise_problems,
+    prose_number_problems,
     guard_problems,
 ]
 
@@ -328,3 +418,15 @@ def test_tracked_notebooks_with_outputs_are_found(tmp_path):
     assert notebook_output_problems(tmp_path) == [
         "scratch.ipynb is tracked with outputs (clear them, or better, write MyST Markdown)"
     ]
+
+
+def test_a_typed_measurement_in_prose_is_found(tmp_path):
+    page = (
+        "# P\n\nThe broadcast form is 56 times slower and takes 2.3 GB; the check differed by "
+        "2.2e-16.\n\nIn math, $16\\,\\text{GB}$ is fine, as is `1.5 s` in code, an 8×8 image, and\n"
+        "{glue:text}`ratio` glued.\n\n$$\n3 \\times 4\\text{ GB}\n$$\n\n```python\nt = 5 ms\n```\n"
+    )
+    book = make_book(tmp_path, {"book/intro.md": page}, [])
+    found = prose_number_problems(book)
+    assert [f.split("'")[1] for f in found] == ["56 times", "2.3 GB", "2.2e-16"], found
+    assert all(f.startswith("book/intro.md:3: ") for f in found)

@@ -65,6 +65,16 @@ def toc_documents(toc_path: Path) -> list[str]:
     return [_strip_suffix(name) for name in [toc["root"], *rest]]
 
 
+CHAPTER_NAME = re.compile(r"^\d\d-")
+
+
+def chapter_documents(toc_path: Path) -> list[str]:
+    """The book's chapters, in reading order: the TOC documents whose file name starts with
+    two digits and a dash (``book/01-chain-rule``). Every chapter has exercises and
+    broken-gradient tests; other pages (the intro, the reference pages) need neither."""
+    return [doc for doc in toc_documents(toc_path) if CHAPTER_NAME.match(Path(doc).name)]
+
+
 def problems(srcdir: Path, toc_path: Path, book_dir: str = "book") -> list[str]:
     """Everything wrong with the book's structure, as sentences a contributor can act on."""
     found: list[str] = []

@@ -1,0 +1,126 @@
+"""Words and visible code lines per page: how long each page is to read.
+
+``python scripts/chapter_stats.py`` prints one row per TOC page:
+
+* **main words**: prose a reader meets in the main line (Markdown outside code cells,
+  math, code blocks, directive options and folded asides);
+* **folded words**: prose inside collapsed asides (``{dropdown}`` and ``{admonition}``
+  blocks with the ``dropdown`` class), which a reader opens only if they want to;
+* **visible code**: lines of code cells a reader sees without clicking
+  (cells tagged ``remove-input``, ``remove-cell``, ``hide-input`` or ``hide-cell`` are
+  not counted), and **hidden code**: the lines of the other cells;
+* **minutes**: main words at 200 words a minute, plus visible code at 15 lines a minute.
+
+The figures are for people (the second-edition goal: each chapter's main line readable
+in about 15 minutes); no test asserts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from guard import toc_documents  # noqa: E402
+
+HIDDEN = {"remove-input", "remove-cell", "hide-input", "hide-cell"}
+FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,}|~{3,})\s*(?:\{(?P<name>[\w:-]+)\})?(?P<rest>.*)$")
+FOLDED = {"dropdown"}
+WORD = re.compile(r"[A-Za-z][\w'’-]*|\d[\d,.]*")
+WORDS_PER_MINUTE = 200
+CODE_LINES_PER_MINUTE = 15
+
+
+def prose_words(markdown: str) -> tuple[int, int]:
+    """(main, folded) word counts of one Markdown cell."""
+    main = folded = 0
+    stack: list[dict] = []  # open fences, innermost last
+    in_math = in_options = in_yaml = False
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        m = FENCE.match(stripped)
+        if m and stack and m["fence"] == stack[-1]["fence"] and not m["name"] and not m["rest"].strip():
+            stack.pop()
+            continue
+        if stack and stack[-1]["code"]:
+            continue  # inside a code block or a math directive
+        if m and (m["name"] or m["fence"][0] in "`~"):
+            name = m["name"] or ""
+            stack.append({
+                "fence": m["fence"],
+                "code": m["fence"][0] in "`~" and name in ("", "code", "code-block", "literalinclude", "math"),
+                "folded": name in FOLDED or "dropdown" in m["rest"] or any(f["folded"] for f in stack),
+            })
+            in_options = True
+            continue
+        if (in_options or in_yaml) and stripped == "---":
+            in_yaml, in_options = not in_yaml, False
+            continue
+        if in_yaml:
+            continue  # the YAML options block of a directive
+        in_options = False
+        if stripped.startswith("$$"):
+            if stripped.count("$$") == 1:
+                in_math = not in_math
+            continue
+        if in_math or re.match(r"^:[\w-]+:", stripped):  # display math, directive option
+            if re.match(r"^:class:.*dropdown", stripped) and stack:
+                stack[-1]["folded"] = True
+            continue
+        text = re.sub(r"\$[^$]*\$", " ", line)          # inline math
+        text = re.sub(r"`[^`]*`", " x ", text)          # inline code: one word
+        text = re.sub(r"\{[\w:-]+\}", "", text)         # roles
+        text = re.sub(r"\]\([^)]*\)", "]", text)        # link targets
+        count = len(WORD.findall(text))
+        if any(f["folded"] for f in stack):
+            folded += count
+        else:
+            main += count
+    return main, folded
+
+
+def page_stats(path: Path) -> dict[str, float]:
+    notebook = jupytext.read(path, fmt="md:myst")
+    main = folded = visible = hidden = 0
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            m, f = prose_words(cell.source)
+            main, folded = main + m, folded + f
+        elif cell.cell_type == "code":
+            lines = cell.source.splitlines()
+            if HIDDEN & set(cell.metadata.get("tags", [])):
+                hidden += len(lines)
+            else:
+                visible += len(lines)
+    minutes = main / WORDS_PER_MINUTE + visible / CODE_LINES_PER_MINUTE
+    return {"main": main, "folded": folded, "visible": visible, "hidden": hidden, "minutes": minutes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT)
+    args = parser.parse_args(argv)
+    docs = toc_documents(args.root / "_toc.yml")
+    rows = [(doc, page_stats(args.root / f"{doc}.md")) for doc in docs]
+    width = max(len(doc) for doc, _ in rows) + 2
+    head = f"{'page':<{width}} {'main words':>10} {'folded words':>12} {'visible code':>12} {'hidden code':>11} {'minutes':>7}"
+    print(head)
+    print("-" * len(head))
+    totals = dict.fromkeys(rows[0][1], 0.0)
+    for doc, s in rows:
+        print(f"{doc:<{width}} {s['main']:>10,} {s['folded']:>12,} {s['visible']:>12,} {s['hidden']:>11,} {s['minutes']:>7.0f}")
+        for key in totals:
+            totals[key] += s[key]
+    print("-" * len(head))
+    t = totals
+    print(f"{'total':<{width}} {int(t['main']):>10,} {int(t['folded']):>12,} {int(t['visible']):>12,} {int(t['hidden']):>11,} {t['minutes']:>7.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
