@@ -395,32 +395,34 @@ def measure(fn: Callable[[], object], *, min_run_time: float = 0.05) -> Measurem
     return Measurement(seconds, _peak_bytes(fn))
 
 
-def einsum_backward(
-    spec: str, operands: Sequence[torch.Tensor], grad: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
-    """The gradient of each operand of ``torch.einsum(spec, *operands)``, from ``grad``.
+def einsum_backward(spec: str, operands: Sequence[torch.Tensor],
+                    grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The gradient of every operand of ``torch.einsum(spec, *operands)``.
 
-    ``grad`` is the upstream gradient, dL/d(output). The index-swap rule: the gradient
-    of an operand is the einsum of ``grad`` with the *other* operands, producing the
-    operand's own indices. So ``"ni,ij->nj"`` has the backward ``"nj,ij->ni"`` for its
-    first operand and ``"nj,ni->ij"`` for its second; every index the operand lacks is
-    summed. An index that only this operand has (the forward summed it, as in
-    ``"ij->i"``) appears nowhere else: the gradient is copied along it.
+    ``grad`` is the upstream gradient, dL/d(output). The index-swap rule:
+    the gradient of an operand is the einsum of ``grad`` with the *other*
+    operands, producing the operand's own indices: ``"ni,ij->nj"`` has the
+    backward ``"nj,ij->ni"`` for X and ``"nj,ni->ij"`` for W. Every index
+    the operand lacks is summed. An index only this operand has (summed
+    by the forward, as in ``"ij->i"``) is in nothing else: the gradient is
+    copied along it.
 
-    Supported: an explicit output after ``->``, indices a-z and A-Z, each at most once
-    per operand and in the output, and one size per index. Anything else (``"ii->i"``,
-    ``"..."``, size-1 broadcasting) raises ValueError naming the problem.
+    Supported: an output after ``->``, indices a-z and A-Z, each at most
+    once per operand and in the output, one size per index. Anything else
+    (``"ii->i"``, ``"..."``, size-1 broadcasting) raises ValueError.
     """
     terms, out, sizes = _einsum_terms(spec, operands, grad)
     grads = []
     for k, term in enumerate(terms):
-        others = [(t, op) for m, (t, op) in enumerate(zip(terms, operands)) if m != k]
-        seen = set(out).union(*(t for t, _ in others))  # indices the gradient can use
+        others = [(t, op) for m, (t, op) in enumerate(zip(terms, operands))
+                  if m != k]
+        seen = set(out).union(*(t for t, _ in others))  # usable indices
         kept = "".join(c for c in term if c in seen)
         swapped = ",".join([out, *(t for t, _ in others)]) + "->" + kept
         g = torch.einsum(swapped, grad, *(op for _, op in others))
         g = g.reshape([sizes[c] if c in seen else 1 for c in term])
-        grads.append(g.expand([sizes[c] for c in term]).contiguous())  # copied along the rest
+        full = [sizes[c] for c in term]
+        grads.append(g.expand(full).contiguous())  # copied along the rest
     return tuple(grads)
 
 
