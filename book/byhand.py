@@ -40,6 +40,7 @@ __all__ = [
     "check",
     "claim",
     "compare",
+    "einsum_backward",
     "fd_check",
     "Measurement",
     "measure",
@@ -392,3 +393,97 @@ def measure(fn: Callable[[], object], *, min_run_time: float = 0.05) -> Measurem
     timer = Timer(stmt="fn()", globals={"fn": fn})
     seconds = timer.blocked_autorange(min_run_time=min_run_time).median
     return Measurement(seconds, _peak_bytes(fn))
+
+
+def einsum_backward(spec: str, operands: Sequence[torch.Tensor],
+                    grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The gradient of every operand of ``torch.einsum(spec, *operands)``.
+
+    ``grad`` is the upstream gradient, dL/d(output). The index-swap rule:
+    the gradient of an operand is the einsum of ``grad`` with the *other*
+    operands, producing the operand's own indices: ``"ni,ij->nj"`` has the
+    backward ``"nj,ij->ni"`` for X and ``"nj,ni->ij"`` for W. Every index
+    the operand lacks is summed. An index only this operand has (summed
+    by the forward, as in ``"ij->i"``) is in nothing else: the gradient is
+    copied along it.
+
+    Supported: an output after ``->``, indices a-z and A-Z, each at most
+    once per operand and in the output, one size per index. Anything else
+    (``"ii->i"``, ``"..."``, size-1 broadcasting) raises ValueError.
+    """
+    terms, out, sizes = _einsum_terms(spec, operands, grad)
+    grads = []
+    for k, term in enumerate(terms):
+        others = [(t, op) for m, (t, op) in enumerate(zip(terms, operands))
+                  if m != k]
+        seen = set(out).union(*(t for t, _ in others))  # usable indices
+        kept = "".join(c for c in term if c in seen)
+        swapped = ",".join([out, *(t for t, _ in others)]) + "->" + kept
+        g = torch.einsum(swapped, grad, *(op for _, op in others))
+        g = g.reshape([sizes[c] if c in seen else 1 for c in term])
+        full = [sizes[c] for c in term]
+        grads.append(g.expand(full).contiguous())  # copied along the rest
+    return tuple(grads)
+
+
+def _einsum_terms(
+    spec: str, operands: Sequence[torch.Tensor], grad: torch.Tensor
+) -> tuple[list[str], str, dict[str, int]]:
+    """Parse ``spec`` for :func:`einsum_backward`: (operand indices, output indices, sizes).
+
+    Raises ValueError, naming the spec and the problem, for what einsum_backward does not
+    support (see its docstring).
+    """
+    where = f"einsum_backward({spec!r})"
+    text = "".join(spec.split())  # spaces are allowed, as in torch.einsum
+    if "..." in text:
+        raise ValueError(f"{where}: '...' (ellipsis) is not supported; name every index")
+    if text.count("->") != 1:
+        raise ValueError(
+            f"{where}: write the output's indices after '->' "
+            "(an implicit output is not supported)"
+        )
+    inputs, out = text.split("->")
+    terms = inputs.split(",")
+    bad = sorted({c for c in inputs.replace(",", "") + out if not (c.isascii() and c.isalpha())})
+    if bad:
+        raise ValueError(f"{where}: indices must be letters a-z or A-Z, not {', '.join(map(repr, bad))}")
+    if len(terms) != len(operands):
+        raise ValueError(
+            f"{where}: the spec names {len(terms)} operand(s), but {len(operands)} "
+            "tensor(s) were given"
+        )
+    for k, term in enumerate(terms):
+        repeated = sorted({c for c in term if term.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"{where}: operand {k} repeats the index {repeated[0]!r} ({term!r}); a "
+                "repeated index reads a diagonal, and its gradient is not an einsum"
+            )
+    if len(set(out)) != len(out):
+        raise ValueError(f"{where}: the output repeats an index ({out!r})")
+    missing = sorted(set(out) - set(inputs))
+    if missing:
+        raise ValueError(f"{where}: the output index {missing[0]!r} is in no operand")
+    sizes: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for k, (term, op) in enumerate(zip(terms, operands)):
+        if op.dim() != len(term):
+            raise ValueError(
+                f"{where}: operand {k} has {op.dim()} dimension(s), but its indices "
+                f"{term!r} name {len(term)}"
+            )
+        for c, size in zip(term, op.shape):
+            if sizes.setdefault(c, size) != size:
+                raise ValueError(
+                    f"{where}: index {c!r} has size {sizes[c]} in operand {first[c]} but "
+                    f"{size} in operand {k}; broadcasting an index is not supported "
+                    "(expand the operand first)"
+                )
+            first.setdefault(c, k)
+    shape = tuple(sizes[c] for c in out)
+    if tuple(grad.shape) != shape:
+        raise ValueError(
+            f"{where}: grad has shape {tuple(grad.shape)}, but the output has shape {shape}"
+        )
+    return terms, out, sizes

@@ -302,3 +302,108 @@ def test_public_names():
 def test_mismatch_names_the_reference_it_was_given():
     with pytest.raises(GradientMismatch, match=r"g does not match sum_to_size: .* sum_to_size 1\)"):
         compare({"g": (torch.zeros(1), torch.ones(1))}, reference="sum_to_size")
+
+
+# --- einsum_backward -------------------------------------------------------------
+
+from byhand import einsum_backward  # noqa: E402
+
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+EINSUM_EXAMPLES = 500
+
+
+@st.composite
+def einsum_cases(draw):
+    """A spec with 1-3 operands over random letters, and shapes that agree on every letter.
+
+    Each operand has 0-3 distinct indices; the output is a random subset of the indices
+    used, in random order, so some indices are summed and some are kept; a letter may
+    appear in several operands; an index only one operand has may be summed."""
+    letters = draw(st.lists(st.sampled_from(LETTERS), min_size=1, max_size=5, unique=True))
+    sizes = {c: draw(st.integers(1, 3)) for c in letters}
+    n_operands = draw(st.integers(1, 3))
+    terms = ["".join(draw(st.lists(st.sampled_from(letters), max_size=3, unique=True)))
+             for _ in range(n_operands)]
+    used = sorted(set("".join(terms)))
+    out = "".join(draw(st.permutations(used))[: draw(st.integers(0, len(used)))])
+    spec = ",".join(terms) + "->" + out
+    shapes = [tuple(sizes[c] for c in term) for term in terms]
+    return spec, shapes
+
+
+@settings(max_examples=EINSUM_EXAMPLES, deadline=None, derandomize=True, database=None)
+@given(einsum_cases(), st.integers(0, 2**31 - 1))
+def test_einsum_backward_matches_autograd(case, seed):
+    spec, shapes = case
+    gen = torch.Generator().manual_seed(seed)
+    operands = [torch.randn(s, generator=gen, dtype=torch.float64, requires_grad=True)
+                for s in shapes]
+    out = torch.einsum(spec, *operands)
+    grad = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    out.backward(grad)
+    got = einsum_backward(spec, [op.detach() for op in operands], grad)
+    assert len(got) == len(operands)
+    for k, (g, op) in enumerate(zip(got, operands)):
+        assert g.shape == op.shape, f"{spec}: operand {k}'s gradient has shape {tuple(g.shape)}"
+        torch.testing.assert_close(g, op.grad, msg=lambda m, k=k: f"{spec}, shapes {shapes}, operand {k}: {m}")
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("ni,ij->nj", ["nj,ij->ni", "nj,ni->ij"]),
+        ("bni,ij->bnj", ["bnj,ij->bni", "bnj,bni->ij"]),
+        ("qd,kd->qk", ["qk,kd->qd", "qk,qd->kd"]),
+    ],
+)
+def test_einsum_backward_is_the_index_swap(spec, expected):
+    """The gradients are exactly the swapped einsums the chapter writes by hand."""
+    inputs, out = spec.split("->")
+    sizes = dict(zip("bnijqkd", (2, 4, 3, 2, 3, 5, 2)))
+    operands = [torch.randn([sizes[c] for c in t]) for t in inputs.split(",")]
+    grad = torch.randn([sizes[c] for c in out])
+    got = einsum_backward(spec, operands, grad)
+    for k, (g, swapped) in enumerate(zip(got, expected)):
+        others = [op for m, op in enumerate(operands) if m != k]
+        assert torch.equal(g, torch.einsum(swapped, grad, *others))
+
+
+def test_einsum_backward_copies_along_an_index_only_one_operand_has():
+    A = torch.randn(2, 3)
+    g = torch.randn(2)
+    (A_g,) = einsum_backward("ij->i", [A], g)  # a row sum: j is summed in the forward
+    assert torch.equal(A_g, g.unsqueeze(1).expand(2, 3))
+    (A_g,) = einsum_backward("ij->", [A], torch.tensor(5.0))  # sum of everything
+    assert torch.equal(A_g, torch.full((2, 3), 5.0))
+
+
+def test_einsum_backward_allows_spaces_and_scalar_operands():
+    s, v = torch.tensor(2.0), torch.randn(3)
+    g = torch.randn(3)
+    s_g, v_g = einsum_backward(" , j -> j ", [s, v], g)
+    assert s_g.shape == () and torch.allclose(s_g, (g * v).sum())
+    assert torch.equal(v_g, g * s)
+
+
+@pytest.mark.parametrize(
+    "spec, shapes, grad_shape, message",
+    [
+        ("ii->i", [(3, 3)], (3,), r"operand 0 repeats the index 'i' \('ii'\).*diagonal"),
+        ("ij,jj->i", [(2, 3), (3, 3)], (2,), r"operand 1 repeats the index 'j'"),
+        ("...i->i", [(2, 3)], (3,), r"'\.\.\.' \(ellipsis\) is not supported"),
+        ("ij", [(2, 3)], (2, 3), r"write the output's indices after '->'"),
+        ("ij->i->j", [(2, 3)], (2,), r"write the output's indices after '->'"),
+        ("i1->i", [(2, 3)], (2,), r"indices must be letters a-z or A-Z, not '1'"),
+        ("ij->ii", [(2, 3)], (2, 2), r"the output repeats an index \('ii'\)"),
+        ("ij->k", [(2, 3)], (4,), r"the output index 'k' is in no operand"),
+        ("ij,jk->ik", [(2, 3)], (2, 4), r"the spec names 2 operand\(s\), but 1 tensor\(s\) were given"),
+        ("ijk->i", [(2, 3)], (2,), r"operand 0 has 2 dimension\(s\), but its indices 'ijk' name 3"),
+        ("ij,jk->ik", [(2, 3), (4, 2)], (2, 2),
+         r"index 'j' has size 3 in operand 0 but 4 in operand 1; broadcasting"),
+        ("ij,jk->ik", [(2, 1), (3, 2)], (2, 2), r"index 'j' has size 1 in operand 0 but 3"),
+        ("ij,jk->ik", [(2, 3), (3, 4)], (4, 2), r"grad has shape \(4, 2\), but the output has shape \(2, 4\)"),
+    ],
+)
+def test_einsum_backward_names_what_it_does_not_support(spec, shapes, grad_shape, message):
+    with pytest.raises(ValueError, match=r"^einsum_backward\(.*\): " + message):
+        einsum_backward(spec, [torch.randn(s) for s in shapes], torch.randn(grad_shape))
