@@ -12,7 +12,8 @@ each chapter with ``book/`` as its working directory). It does four jobs:
   a second, independent witness.
 * :func:`claim` asserts a sentence of the prose about how PyTorch behaves; it raises
   :class:`FalseClaim` when the sentence is false.
-* :func:`unbroadcast` and :func:`measure` are small tools two chapters need.
+* :func:`unbroadcast` and :func:`measure` are small tools two chapters need, and
+  :func:`einsum_backward` applies chapter 5's index-swap recipe to any einsum.
 
 ``tests/test_byhand.py`` unit-tests all of it.
 """
