@@ -424,8 +424,9 @@ def einsum_backward(spec: str, operands: Sequence[torch.Tensor],
     ``grad`` is the upstream gradient, dL/d(output). The index-swap rule:
     the gradient of an operand is the einsum of ``grad`` with the *other*
     operands, producing the operand's own indices: ``"ni,ij->nj"`` has the
-    backward ``"nj,ij->ni"`` for X and ``"nj,ni->ij"`` for W. Every index
-    the operand lacks is summed. An index only this operand has (summed
+    backward ``"nj,ij->ni"`` for X and ``"nj,ni->ij"`` for W (``grad``
+    first; the order of the operands does not change an einsum). Every
+    index the operand lacks is summed. An index only this operand has (summed
     by the forward, as in ``"ij->i"``) is in nothing else: the gradient is
     copied along it.
 
