@@ -113,6 +113,9 @@ class Report:
     rows: tuple[Row, ...]
     reference: str = "autograd"
     kind: str = "check"
+    tolerance: str | None = None
+    """The tolerance the check was given (``"rtol 1e-04, atol 0"``), or None for
+    :func:`torch.testing.assert_close`'s default, which only rounding uses up."""
 
     def _line(self, row: Row) -> str:
         return f"✓ {row.name} {row.shape_text} matches {self.reference}"
@@ -120,6 +123,8 @@ class Report:
     def _detail(self, row: Row) -> str:
         if row.exact:
             return "identical, bit for bit"
+        if self.tolerance:
+            return f"largest difference {row.max_abs_diff:.1e} (within {self.tolerance})"
         return f"largest difference {row.max_abs_diff:.1e} (rounding)"
 
     def __str__(self) -> str:
@@ -142,10 +147,19 @@ class Report:
         return (
             f'<div class="grad-check"><ul>{lines}</ul>'
             f"<details><summary>How close?</summary><table><tbody>{details}</tbody></table>"
+            f"{self._footnote()}</details></div>"
+        )
+
+    def _footnote(self) -> str:
+        if self.tolerance:
+            return (
+                "<p>A check passes when manual and reference values agree within the "
+                f"tolerance it was given ({html.escape(self.tolerance)}).</p>"
+            )
+        return (
             "<p>A check passes when manual and reference values agree to "
             "<code>torch.testing.assert_close</code>'s tolerance; differences in the "
             "last digits come from adding the same numbers in another order.</p>"
-            "</details></div>"
         )
 
     @property
@@ -224,7 +238,14 @@ def compare(
             # The message names the chapter, the quantity and the difference.
             raise GradientMismatch(_where(chapter) + row)
         rows.append(row)
-    return Report(tuple(rows), reference)
+    # assert_close takes both tolerances or neither. Only its default is small enough
+    # that a difference within it is rounding; a wider one must be named.
+    tolerance = None if rtol is None else f"rtol {_number(rtol)}, atol {_number(atol)}"
+    return Report(tuple(rows), reference, tolerance=tolerance)
+
+
+def _number(x: float) -> str:
+    return "0" if x == 0 else f"{x:.0e}"
 
 
 def _show(report) -> None:
@@ -403,8 +424,9 @@ def einsum_backward(spec: str, operands: Sequence[torch.Tensor],
     ``grad`` is the upstream gradient, dL/d(output). The index-swap rule:
     the gradient of an operand is the einsum of ``grad`` with the *other*
     operands, producing the operand's own indices: ``"ni,ij->nj"`` has the
-    backward ``"nj,ij->ni"`` for X and ``"nj,ni->ij"`` for W. Every index
-    the operand lacks is summed. An index only this operand has (summed
+    backward ``"nj,ij->ni"`` for X and ``"nj,ni->ij"`` for W (``grad``
+    first; the order of the operands does not change an einsum). Every
+    index the operand lacks is summed. An index only this operand has (summed
     by the forward, as in ``"ij->i"``) is in nothing else: the gradient is
     copied along it.
 

@@ -67,6 +67,16 @@ def test_report_shows_one_tick_line_per_quantity_with_details_folded():
     assert html.index("</ul>") < html.index("<details>"), "the numbers come after the ticks"
 
 
+def test_a_check_given_its_own_tolerance_names_it_instead_of_rounding():
+    one = torch.tensor(1.0, dtype=torch.float64)
+    report = compare({"dL": (one, one + 1e-5)}, rtol=1e-4, atol=0)
+    assert "(within rtol 1e-04, atol 0)" in str(report) and "rounding" not in str(report)
+    html = report._repr_html_()
+    assert "tolerance it was given (rtol 1e-04, atol 0)" in html and "another order" not in html
+    default = compare({"dL": (one, one + 1e-12)})
+    assert "(rounding)" in str(default) and "another order" in default._repr_html_()
+
+
 def test_report_carries_a_machine_readable_record():
     manual, auto = grads()
     data, metadata = compare({"dL/dW": (manual, auto)}, reference="vec(G) @ J")._repr_mimebundle_()
