@@ -360,7 +360,8 @@ def unbroadcast(grad: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         raise ValueError(f"a tensor of shape {tuple(shape)} cannot broadcast to {tuple(grad.shape)}")
     if extra:
         grad = grad.sum(dim=tuple(range(extra)))
-    stretched = tuple(i for i, (s, g) in enumerate(zip(shape, grad.shape)) if s == 1 and g != 1)
+    stretched = tuple(i for i, (s, g) in enumerate(zip(shape, grad.shape))
+                      if s == 1 and g != 1)
     if stretched:
         grad = grad.sum(dim=stretched, keepdim=True)
     return grad
