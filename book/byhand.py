@@ -348,23 +348,25 @@ class _Shown:
 
 
 def unbroadcast(grad: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Sum ``grad`` over the dimensions along which a tensor of ``shape`` was broadcast.
-
-    The backward of a broadcast: leading dimensions that broadcasting added are
-    summed away, and dimensions of size 1 that it stretched are summed with
-    ``keepdim=True``. Equivalent to ``grad.sum_to_size(shape)``.
-    """
-    shape = torch.Size(shape)
-    extra = grad.dim() - len(shape)
-    if extra < 0 or any(s not in (1, g) for s, g in zip(shape, grad.shape[extra:])):
-        raise ValueError(f"a tensor of shape {tuple(shape)} cannot broadcast to {tuple(grad.shape)}")
+    """Sum ``grad`` over the dimensions along which a tensor of ``shape``
+    was broadcast: the same as ``grad.sum_to_size(shape)``."""
+    shape = _broadcastable(torch.Size(shape), grad.shape)
+    extra = grad.dim() - len(shape)  # dimensions broadcasting added
     if extra:
         grad = grad.sum(dim=tuple(range(extra)))
     stretched = tuple(i for i, (s, g) in enumerate(zip(shape, grad.shape))
-                      if s == 1 and g != 1)
+                      if s == 1 and g != 1)  # dimensions it stretched
     if stretched:
         grad = grad.sum(dim=stretched, keepdim=True)
     return grad
+
+
+def _broadcastable(shape: torch.Size, big: torch.Size) -> torch.Size:
+    """``shape``, after checking that a tensor of that shape broadcasts to ``big``."""
+    extra = len(big) - len(shape)
+    if extra < 0 or any(s not in (1, g) for s, g in zip(shape, big[extra:])):
+        raise ValueError(f"a tensor of shape {tuple(shape)} cannot broadcast to {tuple(big)}")
+    return shape
 
 
 @dataclass(frozen=True)
