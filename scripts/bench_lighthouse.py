@@ -33,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 from guard import toc_documents  # noqa: E402
-LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
+# $LIGHTHOUSE points at another copy (e.g. a scratch `npm ci` when node_modules omits dev tools)
+LIGHTHOUSE = Path(os.environ.get("LIGHTHOUSE", ROOT / "node_modules" / ".bin" / "lighthouse"))
 GZIP_TYPES = ("text/html", "text/css", "text/javascript", "application/javascript",
               "image/svg+xml", "application/json", "text/plain", "application/xml")
 CHROME_FLAGS = ("--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage "
