@@ -122,6 +122,9 @@ class MathJaxServer:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            pipe.close()
 
 
 _servers: dict[int, MathJaxServer] = {}
@@ -187,14 +190,15 @@ def render_page(app: Sphinx, doctree: nodes.document, docname: str) -> None:
     for error in reply["errors"]:
         node = found[error["index"]]
         node[ERROR] = error["message"]
-        failures(app).append((docname, node.line, _failure_text(node, error["message"])))
+        where = f"{app.env.doc2path(docname, False)}:{node.line or '?'}"
+        failures(app).append(f"{where}: {_failure_text(node, error['message'])}")
         logger.warning(
             _failure_text(node, error["message"]), location=node, type="mathsvg", subtype="tex"
         )
     doctree[DEFS] = reply["defs"]
 
 
-def failures(app: Sphinx) -> list[tuple[str, int | None, str]]:
+def failures(app: Sphinx) -> list[str]:
     if not hasattr(app, "_mathsvg_failures"):
         app._mathsvg_failures = []
     return app._mathsvg_failures
@@ -298,9 +302,8 @@ def finish(app: Sphinx, exception: Exception | None) -> None:
         logger.warning(fallback_message(why), type="mathsvg", subtype="fallback")
     found = failures(app)
     if found and exception is None:
-        lines = [f"{doc}.md:{line or '?'}: {text}" for doc, line, text in found]
         raise MathRenderError(
-            f"{len(found)} formula(s) could not be typeset:\n  " + "\n  ".join(lines)
+            f"{len(found)} formula(s) could not be typeset:\n  " + "\n  ".join(found)
         )
 
 

@@ -35,10 +35,16 @@ DROPPED_CSS = ("sphinx-thebe.css",)
 INLINED_JS = "documentation_options.js"
 
 
+THEMES = ("sphinx_book_theme", "pydata_sphinx_theme")  # what the templates override
+
+
 def configure(app: Sphinx, config) -> None:
     """config-inited: our templates first; no second search field."""
-    config.templates_path.insert(0, str(TEMPLATES))
-    config.html_theme_options.setdefault("navbar_persistent", [])
+    if config.html_theme not in THEMES:
+        return  # the overrides are for the book's theme only
+    # new objects, never the (shared) default list and dict mutated in place
+    config.templates_path = [str(TEMPLATES), *config.templates_path]
+    config.html_theme_options = {"navbar_persistent": [], **config.html_theme_options}
 
 
 def drop_thebe(app: Sphinx) -> None:
