@@ -194,7 +194,9 @@ def test_pages_load_what_they_need(themed):
     head = page[: page.index("</head>")]
     assert "thebe" not in page.lower(), "sphinx-thebe's scripts, config and URL are dropped"
     assert "searchindex.js" not in page, "the search index loads on the search page only"
-    assert "searchindex.js" in themed.page("search")
+    search = themed.page("search")
+    blocking = re.findall(r"<script (?![^>]*\b(?:defer|async)\b)[^>]*\bsrc=\"([^\"]+)", search)
+    assert "searchindex.js" in search and not blocking, f"search page: render-blocking {blocking}"
     blocking = re.findall(r"<script (?![^>]*\b(?:defer|async)\b)[^>]*\bsrc=", head)
     assert not blocking, f"render-blocking scripts: {blocking}"
     assert "const DOCUMENTATION_OPTIONS" in head, "documentation_options.js is inlined"
@@ -257,18 +259,30 @@ def test_code_digest_follows_the_extension(tmp_path):
     assert render.code_digest(ext) != before
 
 
-def test_preview_rewrites_conf_before_every_build():
-    """sphinx-autobuild runs the pre-build command and then Sphinx in a new process for
-    every build: conf.py follows _config.yml, and book/_ext is imported afresh."""
-    import inspect
+def test_preview_rewrites_conf_before_every_build(tmp_path, monkeypatch):
+    """sphinx-autobuild runs a pre-build command and then Sphinx in a new process for
+    every build: the preview's pre-build command writes conf.py from _config.yml again,
+    so an edit to _config.yml needs no restart (and book/_ext is imported afresh)."""
+    import shlex
+    import subprocess
 
     import sphinx_autobuild.build
 
     sys.path.insert(0, str(ROOT / "scripts"))
     import preview
 
-    source = inspect.getsource(sphinx_autobuild.build.Builder.__call__)
-    assert "pre_build_commands" in source and "subprocess.run([sys.executable]" in source
-    assert "--pre-build" in inspect.getsource(preview.main)
-    assert "--write-conf" in inspect.getsource(preview.main)
-    assert os.path.basename(preview.__file__) == "preview.py"
+    assert "subprocess.run([sys.executable] + sphinx_build_args" in __import__("inspect").getsource(
+        sphinx_autobuild.build.Builder.__call__
+    ), "sphinx-autobuild no longer runs Sphinx in a new process per build"
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    started = {}
+    monkeypatch.setattr(os, "execv", lambda exe, cmd: started.setdefault("cmd", cmd))
+    monkeypatch.setattr(os, "chdir", lambda path: None)
+    preview.main(["--root", str(tmp_path), "--port", "0"])
+    cmd = started["cmd"]
+    pre_build = shlex.split(cmd[cmd.index("--pre-build") + 1])
+    config = tmp_path / "_config.yml"
+    config.write_text(config.read_text().replace('title: "Backprop by Hand"', 'title: "Edited"'))
+    subprocess.run(pre_build, check=True, timeout=120)
+    assert "html_title = 'Edited'" in (tmp_path / "conf.py").read_text()

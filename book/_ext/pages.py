@@ -5,7 +5,8 @@
   as a small web font instead), preloads that font, keeps the search index off pages
   other than the search page, and carries the math stylesheet and glyphs
   (``mathsvg.py``); ``search-button-field.html`` and ``sections/sidebar-primary.html``
-  are two accessibility fixes (see their comments).
+  are two accessibility fixes (see their comments); ``search.html`` defers the search
+  page's own scripts like all the others.
 * The theme shows a second search field in a bar above the sidebar's own at desktop
   widths (pydata-sphinx-theme 0.17 puts one in ``navbar_persistent`` unless told not to;
   sphinx-book-theme 1.3 has its own in the sidebar): the bar's is switched off.
