@@ -160,13 +160,17 @@ def test_every_icon_renders_after_subsetting(themed):
     from fontTools.ttLib import TTFont
 
     html = themed.html
-    css = (html / icons.THEME_CSS).read_text(encoding="utf-8")
-    assert "fontawesome.js" not in themed.page("maths"), "FontAwesome's JavaScript is dropped"
+    page = themed.page("maths")
+    assert "fontawesome.js" not in page, "FontAwesome's JavaScript is dropped"
+    bundle = re.search(r'<link rel="stylesheet" href="(_static/styles/bundle-[0-9a-f]+\.css)"', page)
+    assert bundle, "the page links one stylesheet bundle"
+    css = (html / bundle.group(1)).read_text(encoding="utf-8")
     assert ".subset.woff" in css and ".woff2" not in css, "the CSS points at the subset fonts"
+    assert ".fa-ghost:before" not in css, "the rules of unused icons are dropped"
     fonts = {p.name.split(".")[0]: set(TTFont(p).getBestCmap()) for p in (html / icons.WEBFONTS).glob("*.subset.woff")}
     assert {"fa-solid-900", "fa-brands-400"} <= set(fonts)
     every_glyph = set().union(*fonts.values())
-    class_cp = icons.icon_codepoints(css)  # rules of icons in use are kept
+    class_cp = icons.icon_codepoints((html / icons.THEME_CSS).read_text(encoding="utf-8"))
     used = set().union(*(icons.icon_classes(p.read_text(encoding="utf-8")) for p in icons.built_pages(html)))
     named = {c for c in used if c in class_cp}
     assert {"fa-bars", "fa-magnifying-glass", "fa-github"} <= named, sorted(used)
@@ -197,6 +201,8 @@ def test_pages_load_what_they_need(themed):
     search = themed.page("search")
     blocking = re.findall(r"<script (?![^>]*\b(?:defer|async)\b)[^>]*\bsrc=\"([^\"]+)", search)
     assert "searchindex.js" in search and not blocking, f"search page: render-blocking {blocking}"
+    sheets = re.findall(r"<link [^>]*rel=\"stylesheet\"[^>]*>", head)
+    assert len(sheets) == 1 and "bundle-" in sheets[0], f"one stylesheet, not {sheets}"
     blocking = re.findall(r"<script (?![^>]*\b(?:defer|async)\b)[^>]*\bsrc=", head)
     assert not blocking, f"render-blocking scripts: {blocking}"
     assert "const DOCUMENTATION_OPTIONS" in head, "documentation_options.js is inlined"

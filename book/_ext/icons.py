@@ -11,11 +11,11 @@ and the icons are drawn by FontAwesome's own CSS web font instead. At ``build-fi
   ``content:`` outside the per-icon rules);
 * cuts each FontAwesome font down to those glyphs with fontTools (a few KB of WOFF,
   ``*.subset.woff``, which every page preloads);
-* points the theme's stylesheet at them and drops the CSS rules of the ~1,400 icons no
-  page uses (a third of the theme's stylesheet).
+* points the pages' stylesheet bundles (``pages.py``) at them and drops the CSS rules of
+  the ~1,400 icons no page uses (a third of the theme's stylesheet); bundles no page
+  links any more (an earlier preview build's) are deleted.
 
-The theme's stylesheet is copied afresh by every build, so this runs on every build,
-the preview's too (about a second).
+It runs on every build, the preview's too (about a second).
 """
 
 from __future__ import annotations
@@ -66,19 +66,25 @@ class _Classes(HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.classes: set[str] = set()
+        self.stylesheets: set[str] = set()
 
     def handle_starttag(self, tag, attrs):
-        for key, value in attrs:
-            if key == "class" and value:
-                self.classes.update(c for c in value.split() if c.startswith("fa-"))
+        a = dict(attrs)
+        self.classes.update(c for c in (a.get("class") or "").split() if c.startswith("fa-"))
+        if tag == "link" and a.get("rel") == "stylesheet" and a.get("href"):
+            self.stylesheets.add(a["href"].split("?")[0].rsplit("/", 1)[-1])
+
+
+def _parse(html_text: str) -> _Classes:
+    parser = _Classes()
+    parser.feed(html_text)
+    parser.close()
+    return parser
 
 
 def icon_classes(html_text: str) -> set[str]:
     """The ``fa-*`` classes of a page's elements."""
-    parser = _Classes()
-    parser.feed(html_text)
-    parser.close()
-    return parser.classes
+    return _parse(html_text).classes
 
 
 def built_pages(outdir: Path) -> list[Path]:
@@ -105,18 +111,26 @@ def subset_font(source: Path, out: Path, unicodes: set[int]) -> None:
     font.save(out)
 
 
+def trim_css(css: str, used: set[str]) -> str:
+    """Drop the rules of icons not in ``used``; point @font-face at the subset fonts."""
+    css = ICON_RULE.sub(lambda m: m.group(0) if used & set(ICON_SELECTOR.findall(m.group(0))) else "", css)
+    return FONT_SRC.sub(lambda m: f'src:url({m["dir"]}{m["name"]}.subset.woff) format("woff")', css)
+
+
 def subset_icons(outdir: Path) -> str:
     """Subset the icon fonts to what ``outdir``'s pages use; return a one-line summary."""
+    from pages import BUNDLE_PREFIX, UNTRIMMED
+
     css_path, webfonts = outdir / THEME_CSS, outdir / WEBFONTS
     if not css_path.is_file() or not webfonts.is_dir():
         return "no FontAwesome web fonts: nothing to subset"
-    css = css_path.read_text(encoding="utf-8")
-    if ".subset.woff" in css:  # this build's copy is done already
-        return "icon fonts already subset"
-    class_cp = icon_codepoints(css)
+    class_cp = icon_codepoints(css_path.read_text(encoding="utf-8"))
     used: set[str] = set()
+    linked: set[str] = set()
     for page in built_pages(outdir):
-        used |= icon_classes(page.read_text(encoding="utf-8"))
+        parsed = _parse(page.read_text(encoding="utf-8"))
+        used |= parsed.classes
+        linked |= parsed.stylesheets
     wanted = {class_cp[c] for c in used if c in class_cp}
     for sheet in (outdir / "_static").rglob("*.css"):  # icons drawn by CSS alone
         wanted |= codepoints(ICON_RULE.sub("", sheet.read_text(encoding="utf-8")))
@@ -126,11 +140,15 @@ def subset_icons(outdir: Path) -> str:
         out = ttf.with_suffix(".subset.woff")
         subset_font(ttf, out, wanted)
         sizes.append(f"{out.name} {out.stat().st_size / 1024:.1f} KB")
-    css = ICON_RULE.sub(
-        lambda m: m.group(0) if used & set(ICON_SELECTOR.findall(m.group(0))) else "", css
-    )
-    css = FONT_SRC.sub(lambda m: f'src:url({m["dir"]}{m["name"]}.subset.woff) format("woff")', css)
-    css_path.write_text(css, encoding="utf-8")
+    bundles = sorted((outdir / BUNDLE_PREFIX).parent.glob(Path(BUNDLE_PREFIX).name + "*.css"))
+    for path in bundles:
+        if path.name not in linked:
+            path.unlink()  # no page links it any more
+            continue
+        css = path.read_text(encoding="utf-8")
+        if css.startswith(UNTRIMMED):
+            trimmed = trim_css(css[len(UNTRIMMED) :], used)
+            path.write_text(f"/* bundle: {len(used)} icon classes kept */\n" + trimmed, encoding="utf-8")
     return f"{len(wanted)} icons: " + ", ".join(sizes)
 
 
@@ -145,5 +163,5 @@ def finish(app: Sphinx, exception: Exception | None) -> None:
 
 
 def setup(app: Sphinx) -> dict:
-    app.connect("build-finished", finish)
+    app.connect("build-finished", finish, priority=800)  # after pages.write_bundles
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
