@@ -11,9 +11,11 @@ tests/test_render.py:
 * ``icons``: the theme's icons from a web font cut down to the icons in use;
 * ``offline``: the build fails if any page loads anything from another host.
 
-It also makes the live preview re-write every page when this code changes: a digest of
-``book/_ext`` is a configuration value that only the HTML output depends on, so a new
-digest makes Sphinx write all pages again (without re-reading or re-executing any).
+It also makes the live preview re-write every page when this code or the book's own
+static files change: a digest of ``book/_ext`` and of ``html_static_path``
+(``book/_static``: byhand.css goes into every page's stylesheet bundle) is a
+configuration value that only the HTML output depends on, so a new digest makes Sphinx
+write all pages again (without re-reading or re-executing any).
 """
 
 from __future__ import annotations
@@ -27,18 +29,20 @@ HERE = Path(__file__).resolve().parent
 PARTS = ("mathsvg", "pages", "icons", "offline")
 
 
-def code_digest(folder: Path = HERE) -> str:
-    """A digest of the rendering code and templates (every file under ``folder``)."""
+def code_digest(*folders: Path) -> str:
+    """A digest of every file under ``folders`` (default: the rendering code and templates)."""
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(path.relative_to(folder).as_posix().encode())
-            digest.update(path.read_bytes())
+    for folder in folders or (HERE,):
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(folder).as_posix().encode())
+                digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def set_digest(app: Sphinx, config) -> None:
-    config.render_code_digest = code_digest()
+    static = [Path(app.confdir, p) for p in config.html_static_path if Path(app.confdir, p).is_dir()]
+    config.render_code_digest = code_digest(HERE, *static)
 
 
 def setup(app: Sphinx) -> dict:
