@@ -30,7 +30,7 @@ $(VENV)/.book-deps: requirements.txt package.json package-lock.json
 	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet --index-url $(TORCH_INDEX) '$(TORCH)')
 	$(PY) -m pip install --quiet -r requirements.txt
 	@if command -v npm >/dev/null; then npm ci --omit=dev --no-audit --no-fund --loglevel=error; \
-	 else echo "note: npm not found; math will be typeset in the browser instead of at build time"; fi
+	 else echo "note: npm not found; make book needs Node.js to typeset math (make preview falls back to a CDN)"; fi
 	@touch $@
 
 $(VENV)/.test-deps: $(VENV)/.book-deps requirements-test.txt

@@ -1,11 +1,12 @@
 """Lighthouse figures for every page of the built book, next to the book's goals.
 
     python scripts/bench_lighthouse.py [HTML_DIR] [--pages book/intro.html ...] [--json OUT]
+    python scripts/bench_lighthouse.py _build/preview/html   # the live preview's pages
 
 Serves HTML_DIR (default ``_build/html``; run ``make book`` first) on loopback the way a
 static host such as GitHub Pages does (gzip for HTML, CSS, JS, SVG and JSON; a 10-minute
 cache lifetime), runs Lighthouse 12 (``node_modules/.bin/lighthouse``, a devDependency:
-``npm ci``) with its default mobile profile (simulated slow 4G, 4x CPU slowdown) on every
+``npm ci``; or ``$LIGHTHOUSE``, another copy) with its default mobile profile (simulated slow 4G, 4x CPU slowdown) on every
 page in ``_toc.yml`` with Debian's Chromium (``$CHROME_PATH``, default /usr/bin/chromium),
 and prints a table: performance, accessibility, best practices and SEO scores, FCP, LCP,
 TBT, CLS and the bytes a first visit transfers. The goals (first row) are the book's
@@ -33,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 from guard import toc_documents  # noqa: E402
-LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
+# $LIGHTHOUSE points at another copy (e.g. a scratch `npm ci` when node_modules omits dev tools)
+LIGHTHOUSE = Path(os.environ.get("LIGHTHOUSE", ROOT / "node_modules" / ".bin" / "lighthouse"))
 GZIP_TYPES = ("text/html", "text/css", "text/javascript", "application/javascript",
               "image/svg+xml", "application/json", "text/plain", "application/xml")
 CHROME_FLAGS = ("--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage "

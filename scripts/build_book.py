@@ -5,7 +5,9 @@
   cache and no incremental build can report success over a failing cell;
 * warnings are errors, and every one is reported (``-n -W --keep-going``);
 * chapters execute in parallel (``--jobs``), one kernel per Sphinx worker;
-* then ``scripts/postbuild.py`` makes the HTML self-contained and light.
+* the pages are rendered by the book's own Sphinx extension (``book/_ext/render.py``:
+  math to SVG, page assets, icon font, no request to another host), exactly as
+  ``make preview`` renders them.
 
 Usage: ``python scripts/build_book.py [SOURCE_DIR] [--jobs N] [--keep]``.
 Exits non-zero when any cell fails, e.g. a manual gradient that differs from autograd.
@@ -21,9 +23,6 @@ import time
 from pathlib import Path
 
 from jupyter_book.sphinx import build_sphinx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import postbuild  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a build reads. node_modules is linked, not copied (math pre-rendering).
@@ -68,7 +67,6 @@ def build(source: Path, jobs: int, keep: bool = False) -> int:
     )
     if isinstance(result, Exception) or result:
         return 1
-    postbuild.postprocess(html)
     return 0
 
 

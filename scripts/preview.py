@@ -5,29 +5,39 @@ the other chapters are neither re-read nor re-executed (Sphinx builds incrementa
 and myst-nb executes a chapter only when Sphinx re-reads it). ``make book`` (and CI)
 still builds everything from clean, with every cell executed.
 
+The preview renders pages exactly as ``make book`` does: the same Sphinx extension
+(``book/_ext/render.py``) typesets the math to SVG, chooses the scripts, subsets the icon
+font and checks that no page loads anything from another host. Offline, the preview
+looks like the published book.
+
 How: Jupyter Book 1 has no live-preview command, so this script
 
 1. writes ``conf.py`` at the book's root from ``_config.yml`` (what ``jb config sphinx``
    does, plus the ``sys.path`` entries for ``sphinx.local_extensions``, e.g. the
-   build guard in book/_ext, which ``jb config sphinx`` leaves out). ``conf.py`` is
-   generated, git-ignored and rewritten on every start: ``_config.yml`` stays the one
-   place the book is configured;
+   extensions in book/_ext, which ``jb config sphinx`` leaves out). ``conf.py`` is
+   generated and git-ignored: ``_config.yml`` stays the one place the book is configured;
 2. runs ``sphinx-autobuild`` on it, building into ``_build/preview/`` (never into
    ``_build/html``, which belongs to ``make book``), with ``-n`` as the strict build
    but without ``-W``: a warning is printed, and the preview keeps running.
 
-An edit to ``book/byhand.py`` re-executes every chapter (the build guard in
-``book/_ext/guard.py`` makes each chapter depend on it). After editing ``_config.yml``
-or ``book/_ext``, restart the preview so that conf.py and the extensions are reloaded.
+No restart is needed after editing ``_config.yml`` or ``book/_ext``: sphinx-autobuild
+runs every build in a new Python process, after a pre-build command that writes
+``conf.py`` again from ``_config.yml`` (so Sphinx sees the new configuration and re-reads
+what it affects); and ``book/_ext/render.py`` puts a digest of ``book/_ext`` in the
+configuration, so an edit there re-writes every page (without re-executing any). An
+edit to ``book/byhand.py`` re-executes every chapter (the build guard in
+``book/_ext/guard.py`` makes each chapter depend on it).
 
 Usage: ``python scripts/preview.py [--port 8000] [--host 127.0.0.1] [--jobs N]``.
 ``--build-only`` builds once (incrementally) and exits; scripts/bench_build.py uses it.
+``--write-conf`` only writes conf.py (the preview's pre-build command).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -103,19 +113,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4))
     parser.add_argument("--root", type=Path, default=ROOT, help="book root (default: this repo)")
     parser.add_argument("--build-only", action="store_true", help="build once and exit")
+    parser.add_argument("--write-conf", action="store_true", help="write conf.py and exit")
     args = parser.parse_args(argv)
     root = args.root.resolve()
+    if args.write_conf:
+        write_conf(root)
+        return 0
     if args.build_only:
         return build_once(root, args.jobs)
     write_conf(root)
     out = root / "_build" / "preview"
     cmd = [sys.executable, "-m", "sphinx_autobuild", *sphinx_args(root, out, args.jobs)]
     cmd += ["--host", args.host, "--port", str(args.port)]
+    # before every build: conf.py again from _config.yml (edits to it need no restart)
+    pre = [sys.executable, str(Path(__file__).resolve()), "--write-conf", "--root", str(root)]
+    cmd += ["--pre-build", shlex.join(pre)]
     for pattern in IGNORE:
         cmd += ["--ignore", str(root / pattern), "--ignore", str(root / pattern / "*")]
     for pattern in RE_IGNORE:
         cmd += ["--re-ignore", pattern]
-    print(f"Preview on http://{args.host}:{args.port} (Ctrl+C stops it); first build: everything.")
+    print(
+        f"Preview on http://{args.host}:{args.port} (Ctrl+C stops it); first build: everything.\n"
+        "Edits to chapters, book/byhand.py, _config.yml, _toc.yml and book/_ext are picked up "
+        "without a restart."
+    )
     sys.stdout.flush()
     # Become sphinx-autobuild (same process id), so Ctrl+C and `kill PID` stop it cleanly.
     os.chdir(root)
