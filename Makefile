@@ -4,15 +4,36 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
 JOBS   ?= 2
 PORT   ?= 8000
-# Optional wheel index for torch alone, e.g. PyTorch's CPU-only index, so pip does
-# not fetch the multi-GB CUDA build: make book TORCH_INDEX=https://download.pytorch.org/whl/cpu
-TORCH_INDEX ?=
+
+# Installs come from the locks, every package pinned with its hashes (pip --require-hashes):
+# requirements.lock for the book, requirements-test.lock for the tests (a superset, same
+# versions). `make lock` compiles them from the ranges in requirements*.txt.
+LOCK      := requirements.lock
+TEST_LOCK := requirements-test.lock
+# torch is the one package outside the locks: its wheel comes from a different place per
+# platform, so it is installed by version (requirements.txt pins it exactly), first, and
+# without dependencies: the locks pin those, with hashes.
 TORCH := $(shell grep -E '^torch==' requirements.txt)
+# Where torch's wheel comes from. Empty: pip's own configuration, i.e. PyPI, which has the
+# CPU build on macOS but the multi-GB CUDA build on Linux. `cpu`: PyTorch's CPU-only index
+# (what CI on GitHub uses: TORCH_INDEX=cpu). Anything else: an index URL.
+TORCH_INDEX ?=
+PYTORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL   := $(if $(filter cpu,$(TORCH_INDEX)),$(PYTORCH_CPU_INDEX),$(TORCH_INDEX))
+# `make lock` resolves once for every platform and Python >= 3.11 (uv's universal mode),
+# takes every hash from PyPI, leaves torch out (above), and excludes the CUDA packages that
+# only PyPI's Linux torch wheel asks for (requirements-excludes.txt).
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --no-emit-package torch \
+              --excludes requirements-excludes.txt --index-url https://pypi.org/simple \
+              --custom-compile-command "make lock" --quiet
+# make lock UPGRADE=1: the newest versions the ranges allow (the weekly job does this).
+UPGRADE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help book test preview serve bench lighthouse chapter clean
+.PHONY: help book test preview serve bench lighthouse chapter clean lock linkcheck
 
 help:
 	@echo "make book      build the whole book strictly, from clean, into _build/html"
@@ -22,20 +43,33 @@ help:
 	@echo "make chapter NAME=07-my-topic TITLE='My topic'   new chapter from the template, added to _toc.yml"
 	@echo "make bench     print build-speed figures (clean build, per chapter, rebuilds)"
 	@echo "make lighthouse print Lighthouse figures for every page of the last build"
+	@echo "make linkcheck check every link of the book (executes no chapter)"
+	@echo "make lock      recompile requirements*.lock from the ranges (UPGRADE=1: newest versions)"
 	@echo "make clean     remove _build"
 
-$(VENV)/.book-deps: requirements.txt package.json package-lock.json
+$(VENV)/.torch: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet --index-url $(TORCH_INDEX) '$(TORCH)')
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) '$(TORCH)'
+	@touch $@
+
+$(VENV)/.book-deps: $(VENV)/.torch $(LOCK) package.json package-lock.json
+	$(PIP) install --quiet --require-hashes -r $(LOCK)
+	@$(PIP) check || { echo "pip check failed. If it names CUDA packages, torch came from PyPI's Linux (CUDA)" \
+	  "build: rm -rf $(VENV) and run again with TORCH_INDEX=cpu"; exit 1; }
 	@if command -v npm >/dev/null; then npm ci --omit=dev --no-audit --no-fund --loglevel=error; \
 	 else echo "note: npm not found; make book needs Node.js to typeset math (make preview falls back to a CDN)"; fi
 	@touch $@
 
-$(VENV)/.test-deps: $(VENV)/.book-deps requirements-test.txt
-	$(PY) -m pip install --quiet -r requirements-test.txt
+$(VENV)/.test-deps: $(VENV)/.book-deps $(TEST_LOCK)
+	$(PIP) install --quiet --require-hashes -r $(TEST_LOCK)
+	@$(PIP) check
 	@touch $@
+
+# Compile both locks from the ranges (uv, from the test environment). Commit the result.
+lock: $(VENV)/.test-deps
+	$(VENV)/bin/uv pip compile $(LOCK_FLAGS) $(if $(UPGRADE),--upgrade) \
+	  requirements.txt requirements-test.txt -o $(TEST_LOCK)
+	$(VENV)/bin/uv pip compile $(LOCK_FLAGS) --constraints $(TEST_LOCK) requirements.txt -o $(LOCK)
 
 book: $(VENV)/.book-deps
 	$(PY) scripts/build_book.py --jobs $(JOBS)
@@ -45,6 +79,10 @@ test: $(VENV)/.test-deps
 
 preview: $(VENV)/.book-deps
 	$(PY) scripts/preview.py --port $(PORT)
+
+# Every link of the book, checked without executing a chapter (the weekly job runs it).
+linkcheck: $(VENV)/.book-deps
+	$(PY) scripts/build_book.py --linkcheck --jobs $(JOBS)
 
 serve:
 	@test -f _build/html/index.html || { echo "no build yet: run make book first"; exit 1; }

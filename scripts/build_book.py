@@ -11,6 +11,13 @@
 
 Usage: ``python scripts/build_book.py [SOURCE_DIR] [--jobs N] [--keep]``.
 Exits non-zero when any cell fails, e.g. a manual gradient that differs from autograd.
+
+``--linkcheck`` instead checks every link of the book (``make linkcheck``, the weekly job)
+with Sphinx's linkcheck builder and **no cell executed** (``nb_execution_mode: off`` for
+that build only): links do not depend on outputs, and the strict HTML build above is
+where execution is checked. It builds a copy of the sources in a temporary folder, so the
+last HTML build and its ``_build/execution.json`` stay as they were, and writes the report
+to ``_build/linkcheck/output.txt`` (and ``output.json``). Exits non-zero on a broken link.
 """
 
 from __future__ import annotations
@@ -19,28 +26,32 @@ import argparse
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from jupyter_book.sphinx import build_sphinx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fontcache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a build reads. node_modules is linked, not copied (math pre-rendering).
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "imgs", "scripts", "package.json")
 
 
-def copy_book(dest: Path) -> Path:
-    """Copy the book's sources into ``dest`` (for tests and benchmarks); return it."""
+def copy_book(dest: Path, root: Path = ROOT) -> Path:
+    """Copy the book's sources (of ``root``) into ``dest`` (for tests and benchmarks); return it."""
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.ipynb", "_build")
     for name in BOOK_SOURCES:
-        src = ROOT / name
+        src = root / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=ignore)
         elif src.is_file():
             shutil.copy2(src, dest / name)
-    if (ROOT / "node_modules").is_dir():
-        (dest / "node_modules").symlink_to(ROOT / "node_modules")
+    if (root / "node_modules").is_dir():
+        (dest / "node_modules").symlink_to((root / "node_modules").resolve())
     return dest
 
 
@@ -50,6 +61,7 @@ def build(source: Path, jobs: int, keep: bool = False) -> int:
         for stale in ("html", ".doctrees", "jupyter_execute", ".jupyter_cache"):
             shutil.rmtree(source / "_build" / stale, ignore_errors=True)
         (source / "_build" / "execution.json").unlink(missing_ok=True)
+    fontcache.warm()  # before any kernel starts: a first build must not fail on its stderr
     result = build_sphinx(
         source,
         html,
@@ -70,6 +82,38 @@ def build(source: Path, jobs: int, keep: bool = False) -> int:
     return 0
 
 
+def linkcheck(source: Path, jobs: int) -> int:
+    """Check the book's links without executing it; the report goes to _build/linkcheck."""
+    report = source / "_build" / "linkcheck"
+    shutil.rmtree(report, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="linkcheck-") as tmp:
+        copy = copy_book(Path(tmp) / "book", root=source)
+        out = copy / "_build" / "linkcheck"
+        result = build_sphinx(
+            copy,
+            out,
+            noconfig=True,
+            path_config=copy / "_config.yml",
+            confoverrides={
+                "external_toc_path": (copy / "_toc.yml").as_posix(),
+                "nb_execution_mode": "off",
+                "latex_individualpages": False,
+                # a slow server is reported as "timeout", not as a broken link
+                "linkcheck_report_timeouts_as_broken": False,
+            },
+            doctreedir=out / ".doctrees",
+            builder="linkcheck",
+            freshenv=True,
+            keep_going=True,
+            jobs=jobs,
+        )
+        report.mkdir(parents=True, exist_ok=True)
+        for name in ("output.txt", "output.json"):
+            if (out / name).is_file():
+                shutil.copy2(out / name, report / name)
+    return 1 if isinstance(result, Exception) or result else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", nargs="?", default=".", type=Path, help="book root (default: .)")
@@ -79,8 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep _build (incremental; for benchmarks only)"
     )
+    parser.add_argument(
+        "--linkcheck", action="store_true", help="check links instead, executing nothing"
+    )
     args = parser.parse_args(argv)
     source = args.source.resolve()
+    if args.linkcheck:
+        status = linkcheck(source, args.jobs)
+        report = source / "_build" / "linkcheck" / "output.txt"
+        print(f"\nLink check {'FAILED' if status else 'passed'}; report: {report}")
+        return status
     start = time.perf_counter()
     status = build(source, args.jobs, args.keep)
     seconds = time.perf_counter() - start

@@ -44,6 +44,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fontcache  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Overrides the strict build applies too (scripts/build_book.py), minus -W.
@@ -100,6 +103,7 @@ def sphinx_args(root: Path, out: Path, jobs: int) -> list[str]:
 def build_once(root: Path, jobs: int) -> int:
     """One incremental build, exactly as the preview does after a save."""
     write_conf(root)
+    fontcache.warm()
     out = root / "_build" / "preview"
     cmd = [sys.executable, "-m", "sphinx", "build", *sphinx_args(root, out, jobs)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -122,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.build_only:
         return build_once(root, args.jobs)
     write_conf(root)
+    fontcache.warm()  # the kernels sphinx-autobuild starts inherit MPLCONFIGDIR, if set
     out = root / "_build" / "preview"
     cmd = [sys.executable, "-m", "sphinx_autobuild", *sphinx_args(root, out, args.jobs)]
     cmd += ["--host", args.host, "--port", str(args.port)]

@@ -24,12 +24,15 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book"))
+sys.path.insert(0, str(ROOT / "scripts"))
+import fontcache  # noqa: E402
 from byhand import RECORD_KEY  # noqa: E402
 
 
 def run(page: Path, timeout: int = 120) -> tuple[list[str], dict[str, int], float]:
     """Execute ``page``; return (problems, counts of checked things, seconds)."""
     notebook = jupytext.read(page, fmt="md:myst")
+    fontcache.warm()  # as the build does: the kernel must not build it (stderr)
     start = time.perf_counter()
     NotebookClient(
         notebook,

@@ -1,12 +1,14 @@
-"""The book as readers see it: every page in a real browser (Debian's Chromium).
+"""The book as readers see it: every page in a real browser (Chromium or Chrome).
 
 The book is built once for the session (the ``built_book`` fixture), served on loopback
-the way GitHub Pages serves the project site (under ``/backprop-by-hand/``, with 404.html
-for missing paths), and opened with Playwright. One browser serves the whole module;
-every test is parametrized by page, so a failure names the page.
+the way GitHub Pages serves the project site (under ``_config.yml``'s
+``notfound_urls_prefix``, e.g. ``/backprop-by-hand/``, with 404.html for missing paths), and
+opened with Playwright. One browser serves the whole module; every test is parametrized by
+page, so a failure names the page.
 
-Chromium: ``$CHROMIUM_PATH`` or /usr/bin/chromium (.ci/run installs it). Playwright's own
-browser downloads are never used.
+The browser: ``scripts/find_browser.py`` (``$CHROMIUM_PATH``, Playwright's Chrome channel,
+then common paths on Linux and macOS). Without one the tests skip, saying so, except under
+``CI=true``, where they fail. Playwright's own browser downloads are never used.
 """
 
 from __future__ import annotations
@@ -24,12 +26,21 @@ import pytest
 import yaml
 
 from conftest import ROOT, mini_book, run_build, toc_docs
+from find_browser import BrowserNotFound, find_browser
 from offline import external_resources, site_problems
 
 pytestmark = [pytest.mark.build, pytest.mark.browser]
 
-PREFIX = "/backprop-by-hand/"  # GitHub Pages project site: https://OWNER.github.io/REPO/
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+def site_prefix() -> str:
+    """The path the site is served under, as the 404 page's links expect it: a project site
+    https://OWNER.github.io/REPO/ is under /REPO/ (a fork sets its own in _config.yml)."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    prefix = (config["sphinx"]["config"].get("notfound_urls_prefix") or "/").strip("/")
+    return f"/{prefix}/" if prefix else "/"
+
+
+PREFIX = site_prefix()
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -90,7 +101,7 @@ def site(built_book):
 class Site:
     def __init__(self, base: str, html: Path):
         self.base, self.html = base, html
-        self.origin = base[: base.index(PREFIX)]
+        self.origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
 
     def url(self, page: str) -> str:
         return self.base + page
@@ -98,11 +109,21 @@ class Site:
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM} (set CHROMIUM_PATH, or apt-get install chromium)")
+    # Locally, no browser (or no Playwright) skips the module, saying why; in CI (CI=true),
+    # or when CHROMIUM_PATH names a browser that is not there, it fails.
+    in_ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
+    unavailable = pytest.fail if in_ci else pytest.skip
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("Playwright is not installed: make test installs it")
+    try:
+        found = find_browser()
+    except BrowserNotFound as error:
+        asked = bool(os.environ.get("CHROMIUM_PATH"))
+        (pytest.fail if asked else unavailable)(f"browser tests need Chrome or Chromium: {error}")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(**found.launch_options(), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
