@@ -26,7 +26,6 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import fields
-from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
