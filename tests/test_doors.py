@@ -68,6 +68,10 @@ CODE_DOORS = {
     "bare except": ("try:\n    check({})\nexcept:\n    pass", "catches everything"),
     "catch GradientMismatch": ("try:\n    x = 1\nexcept (ValueError, GradientMismatch):\n    pass",
                                "catches GradientMismatch"),
+    "catch around a helper": ("try:\n    verify()\nexcept GradientMismatch:\n    pass",
+                              "catches GradientMismatch"),
+    "catch around compare and more": ("try:\n    compare({})\n    check({})\nexcept GradientMismatch:\n"
+                                      "    pass", "catches GradientMismatch"),
     "return in finally": ("def f():\n    try:\n        check({})\n    finally:\n        return\nf()",
                           "leaves a 'finally' block early"),
     "swallowing context manager": ("class Quiet:\n    def __exit__(self, *a):\n        return True",
@@ -114,7 +118,7 @@ def test_ordinary_page_code_is_not_refused():
     source = """
         import math
         import torch
-        from byhand import check, claim, fd_check, start_chapter
+        from byhand import GradientMismatch, check, claim, compare, fd_check, start_chapter
         from torch.func import jacrev
         import matplotlib.pyplot as plt
         start_chapter("9 · Fine")
@@ -130,10 +134,17 @@ def test_ordinary_page_code_is_not_refused():
             torch.kron(W.t(), W)
         except RuntimeError:
             rejected = True
+        caught = {}
+        for bug in ("b1 averaged", "W2 doubled"):
+            try:  # a check catches each bug: collected, then claimed
+                compare({"dL/dW": (W_g, W.grad)})
+            except GradientMismatch as err:
+                caught[bug] = str(err)
+        claim("a check catches both bugs", len(caught) == 2)
         fd_check(lambda X: X.sum(), (W,), "sum", eps=1e-6)
     """
     assert lint(source) == ""
-    assert guard_lint.lint_code(textwrap.dedent(source)).recorded_calls == 3
+    assert guard_lint.lint_code(textwrap.dedent(source)).recorded_calls == 4
 
 
 # --- cell tags and options, front matter, the book's configuration ---------------------
