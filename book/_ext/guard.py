@@ -205,13 +205,13 @@ def config_problems(nb_config) -> list[str]:
 
 
 def _modules(srcdir: Path, book_dir: str = "book") -> dict[str, str]:
-    """book/'s Python modules and bytecode (the guard's own folder aside), with hashes:
-    what every page imports from."""
+    """book/'s Python modules (the guard's own folder aside), with hashes: what every page
+    imports from. (Bytecode caches are left out: Python rewrites them whenever it likes.)"""
     book = srcdir / book_dir
     found = {}
-    for path in sorted(book.rglob("*")):
+    for path in sorted(book.rglob("*.py")):
         rel = path.relative_to(book)
-        if path.is_file() and path.suffix in (".py", ".pyc") and rel.parts[0] != "_ext":
+        if path.is_file() and rel.parts[0] != "_ext":
             found[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
 

@@ -58,9 +58,6 @@ def configure() -> Path | None:
         missing = [n for n in names if not hasattr(owner, n)]
         if missing:
             raise InternalsChanged(f"{owner.__name__} has no {', '.join(missing)}")
-    # Kernels must not write byhand's bytecode into book/ (the guard checks that book/'s
-    # modules do not change while pages run).
-    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
     original = NotebookClient.create_kernel_manager
     if getattr(original, _MARK, None):
         return getattr(original, _MARK)
