@@ -104,6 +104,9 @@ CODE_DOORS = {
     ".grad indexed": ("W.grad[0] = 0", "changes a .grad in place"),
     "gradient hook": ("W.register_hook(lambda g: W_g)", "register_hook"),
     "warnings ignored": ("import warnings\nwarnings.filterwarnings('ignore')", "silence warnings"),
+    "a fake record": ("display({'text/plain': '✓'}, raw=True, metadata={'byhand': {}})",
+                      "writes byhand's record key"),
+    "a lower precision": ("torch.set_default_dtype(torch.float16)", "sets the default dtype"),
     "file written": ("open('byhand.py', 'w').write('')", "opens a file for writing"),
 }
 

@@ -397,6 +397,11 @@ class _Linter(ast.NodeVisitor):
         if isinstance(target, ast.Attribute) and target.attr.startswith("__") and target.attr.endswith("__"):
             self.problem(target, f"assigns to {target.attr}")
 
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if node.value == "byhand":
+            self.problem(node, "writes byhand's record key ('byhand'): the build counts the "
+                               "records byhand's checks leave, and only those")
+
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
             if node.id in CHECKS and id(node) not in self.call_funcs:
@@ -693,6 +698,10 @@ class _Linter(ast.NodeVisitor):
             if not (isinstance(action, ast.Constant) and action.value in ("error", "always", "default")):
                 self.problem(node, f"calls warnings.{method}() to silence warnings; the build "
                                    "treats a warning as an error, so fix its cause")
+        if method == "set_default_dtype":
+            self.problem(node, "sets the default dtype: start_chapter() sets float64, so that "
+                               "a check's tolerance measures the formula; a float32 section "
+                               "passes dtype= to its tensors")
         if method in ("write_text", "write_bytes", "unlink", "rmdir", "touch", "symlink_to",
                       "hardlink_to"):
             self.problem(node, f"calls .{method}(): a page does not change files")
