@@ -20,6 +20,7 @@ The one definition of "a code cell" lives here too (:func:`code_cells`,
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,20 @@ def code_cell_fences(text: str, config: MdParserConfig | None = None) -> list[Fe
     dropped with a warning: its code never runs. Code-cell examples inside a literal block
     (a ```` ```md ```` fence, a ``{code-block}``) are text, not cells, and are not listed.
     """
-    parser = create_md_parser(config or md_config(), RendererHTML)
+    config = config or md_config()
+    key = (text, repr(config))
+    if key not in _FENCES:
+        _FENCES[key] = _fences(text, config)
+    return list(_FENCES[key])
+
+
+_FENCES: dict[tuple[str, str], tuple[Fence, ...]] = {}  # the build reads each page twice
+
+
+def _fences(text: str, config: MdParserConfig) -> tuple[Fence, ...]:
+    # block level only, as myst-nb's reader does (inline parsing is most of the time)
+    config = dataclasses.replace(config, disable_syntax=[*config.disable_syntax, "inline"])
+    parser = create_md_parser(config, RendererHTML)
     found: list[Fence] = []
 
     def walk(source: str, offset: int, inside: str) -> None:
@@ -93,7 +107,7 @@ def code_cell_fences(text: str, config: MdParserConfig | None = None) -> list[Fe
                 walk(token.content, line, inside or f"a {{{match['name']}}} directive")
 
     walk(text, 0, "")
-    return found
+    return tuple(found)
 
 
 def has_code_cells(text: str, config: MdParserConfig | None = None) -> bool:
