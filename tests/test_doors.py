@@ -185,8 +185,9 @@ def test_ordinary_cell_options_are_not_refused():
         cell(tags=["raises-exception"], raises="AssertionError"),
         cell(tags=["hide-input", "solution"], mystnb={"code_prompt_show": "Show solution"}),
         cell(tags=["remove-input"], mystnb={"image": {"alt": "A plot"}, "markdown_format": "gfm"}),
+        cell(editable=False, jupyter={"source_hidden": True}),
     ]
-    assert [guard_lint.cell_option_problems(c, 1) for c in ok] == [[], [], [], []]
+    assert [guard_lint.cell_option_problems(c, 1) for c in ok] == [[], [], [], [], []]
 
 
 def _fields(section: str) -> list:

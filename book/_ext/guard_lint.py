@@ -169,8 +169,11 @@ CELL_RENDER_OPTIONS = {
     "merge_streams", "remove_code_source", "remove_code_outputs", "image", "figure",
     "markdown_format", "text_lexer", "error_lexer",
 }  # fmt: skip
-# Cell options myst-nb reads besides tags and ``mystnb``; ``raises`` is the book's own.
-CELL_OPTIONS = {"tags", "mystnb", "raises"}
+# Cell options: the ones myst-nb reads, ``raises`` (the book's own), and Jupyter's standard
+# cell metadata, which changes nothing here. Anything else is most likely a typo
+# ("raise:", "tag:") that would silently do nothing.
+CELL_OPTIONS = {"tags", "mystnb", "raises", "editable", "deletable", "collapsed", "scrolled",
+                "jupyter", "name", "slideshow"}
 SKIP_TAGS = {"skip-execution"}  # nbclient's NotebookClient.skip_cells_with_tag
 HIDING_TAGS = {"remove-stderr"}  # myst-nb drops stderr before it can warn
 KERNEL = "python3"
@@ -245,7 +248,7 @@ def cell_option_problems(cell, number: int, cell_metadata_key: str = "mystnb") -
         found.append(f"{where} loads its code from a file (load:); write the code in the page")
     extra = sorted(set(cell.metadata) - CELL_OPTIONS - {cell_metadata_key, "render", "load"})
     for key in extra:
-        found.append(f"{where} has the unknown option '{key}' (tags, raises or mystnb)")
+        found.append(f"{where} has the unknown option '{key}' (did you mean tags, raises or mystnb?)")
     if "raises" in cell.metadata:
         raises = cell.metadata["raises"]
         names = [raises] if isinstance(raises, str) else raises
