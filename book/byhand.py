@@ -266,11 +266,121 @@ def check(pairs: Pairs, **kwargs) -> None:
     _show(compare(pairs, **kwargs))
 
 
+# fd_check's float64 defaults. gradcheck's own (eps 1e-6, atol 1e-5, rtol 1e-3) let a
+# backward that is off by a factor 1.001 pass. A central difference with step eps errs by
+# about eps**2 * f''' / 6 (truncation: ~1e-12 here) plus about 1e-16 * |f| / eps (rounding:
+# ~1e-10 |f|), so a float64 Jacobian entry is good to ~1e-9 for the book's functions. rtol
+# 1e-5 and atol 1e-7 leave a margin of 100 over that, and make a 1e-3 error 100 times too
+# large to pass. eps stays at 1e-6, near the step where the two errors balance.
+FD_EPS = 1e-6
+FD_ATOL = 1e-7
+FD_RTOL = 1e-5
+# The loosest tolerances a page may ask for: a factor 1.001 must still fail.
+FD_LOOSEST = {"eps": 1e-4, "atol": 1e-6, "rtol": 1e-4}
+# gradcheck options that only add checks, and the values each may take.
+FD_STRICTER = {
+    "check_undefined_grad": (True,),
+    "check_backward_ad": (True,),
+    "check_batched_grad": (True, False),
+    "check_grad_dtypes": (True, False),
+    "check_forward_ad": (True, False),
+    "check_batched_forward_grad": (True, False),
+    "nondet_tol": (0, 0.0),
+}
+
+
+def _outputs(fn: Callable[..., object], inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``fn(*inputs)`` as one flat vector (a tuple of outputs concatenated)."""
+    out = fn(*inputs)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return torch.cat([o.reshape(-1) for o in outs if isinstance(o, torch.Tensor)])
+
+
+def _copies(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.detach().clone().requires_grad_(t.requires_grad) for t in inputs]
+
+
+def _slope(fn, inputs, base: torch.Tensor, i: int, k: int, step: float) -> torch.Tensor:
+    """One-sided difference quotient of every output for element ``k`` of input ``i``:
+    forward for ``step`` > 0, backward for ``step`` < 0 (the inputs stay untouched)."""
+    moved = _copies(inputs)
+    with torch.no_grad():
+        moved[i].view(-1)[k] += step
+    return (_outputs(fn, moved).detach() - base) / step
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> torch.Tensor:
+    return (a - b).abs() <= atol + rtol * b.abs()
+
+
+def _kinks(fn, inputs, eps: float, atol: float, rtol: float) -> dict[int, torch.Tensor]:
+    """Input elements with a kink (a ReLU input at 0, an abs, a max) within ``eps``.
+
+    There a central difference straddles the kink and averages two slopes, so it agrees
+    with no backward, right or wrong. On a smooth function the slope from the right and
+    the slope from the left, each extrapolated to a zero step from steps eps and eps/2
+    (Richardson), agree to about eps², and so do the central differences with steps eps
+    and eps/2; across a kink one pair or the other differs by about the jump in slope.
+    Returns ``{input index: mask of those elements}``; usually empty (an element lies
+    that close to a kink with a probability of about eps).
+    """
+    base = _outputs(fn, _copies(inputs)).detach()
+    found = {}
+    for i, t in enumerate(inputs):
+        mask = torch.zeros(t.numel(), dtype=torch.bool)
+        for k in range(t.numel()):
+            up, up2, down, down2 = (_slope(fn, inputs, base, i, k, h)
+                                    for h in (eps, eps / 2, -eps, -eps / 2))
+            smooth = (_close(2 * up2 - up, 2 * down2 - down, atol, rtol)
+                      & _close((up + down) / 2, (up2 + down2) / 2, atol, rtol))
+            mask[k] = not bool(smooth.all())
+        if mask.any():
+            found[i] = mask.reshape(t.shape)
+    return found
+
+
+def _kink_problems(fn, inputs, kinks, eps: float, atol: float, rtol: float) -> list[str]:
+    """Next to a kink the backward must give the derivative on the element's own side of
+    it: the one-sided slope, extrapolated to a zero step from steps eps, eps/2 and eps/4,
+    on a side where those agree (no kink inside that side's steps)."""
+    args = _copies(inputs)
+    out = _outputs(fn, args)
+    rows = [torch.autograd.grad(out[r], args, retain_graph=True, allow_unused=True)
+            for r in range(out.numel())]
+    base = out.detach()
+    found = []
+    for i, mask in kinks.items():
+        for k in mask.reshape(-1).nonzero().reshape(-1).tolist():
+            backward = torch.stack([
+                row[i].reshape(-1)[k] if row[i] is not None else base.new_zeros(())
+                for row in rows
+            ])
+            ok = torch.zeros_like(backward, dtype=torch.bool)
+            sides = {}
+            for side in (1, -1):
+                d1, d2, d4 = (_slope(fn, inputs, base, i, k, side * eps / m) for m in (1, 2, 4))
+                coarse, fine = 2 * d2 - d1, 2 * d4 - d2
+                sides[side] = fine
+                ok |= _close(coarse, fine, atol, rtol) & _close(backward, fine, atol, rtol)
+            if not ok.all():
+                r = int((~ok).nonzero()[0])
+                at = tuple(int(j) for j in torch.unravel_index(torch.tensor(k), inputs[i].shape))
+                found.append(
+                    f"input {i} at {at}, output element {r}: backward {float(backward[r]):.6g}, "
+                    f"slope from the left {float(sides[-1][r]):.6g}, "
+                    f"from the right {float(sides[1][r]):.6g}"
+                )
+    return found
+
+
 def fd_check(
     fn: Callable[..., torch.Tensor],
     inputs: Sequence[torch.Tensor],
     name: str,
     *,
+    eps: float = FD_EPS,
+    atol: float = FD_ATOL,
+    rtol: float = FD_RTOL,
     chapter: str | None = None,
     **gradcheck_kwargs,
 ) -> None:
@@ -278,6 +388,11 @@ def fd_check(
 
     ``fn``'s backward (autograd's, or yours inside a ``torch.autograd.Function``)
     is compared with numerical derivatives. Inputs must be float64 and require grad.
+    The tolerances are tight enough that a backward off by a factor 1.001 fails
+    (:data:`FD_ATOL`, :data:`FD_RTOL`); a page may loosen them no further than
+    :data:`FD_LOOSEST`, and may pass gradcheck only options that add checks. An input
+    element within ``eps`` of a kink (a ReLU input near 0) is compared with the one-sided
+    difference on its own side of the kink, so the check neither fails nor passes by luck.
     """
     __tracebackhide__ = True
     for i, t in enumerate(inputs):
@@ -286,15 +401,55 @@ def fd_check(
                 f"{_where(chapter)}{name}: input {i} must be float64 with requires_grad=True "
                 f"for finite differences (got {t.dtype}, requires_grad={t.requires_grad})"
             )
+    for option, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
+        low_ok = value > 0 if option == "eps" else value >= 0
+        if not (low_ok and value <= FD_LOOSEST[option]):
+            raise ValueError(
+                f"{_where(chapter)}{name}: {option}={value} is out of range (at most "
+                f"{FD_LOOSEST[option]:g}, so that a backward off by a factor 1.001 still fails)"
+            )
+    for option, value in gradcheck_kwargs.items():
+        if option not in FD_STRICTER or value not in FD_STRICTER[option]:
+            raise ValueError(
+                f"{_where(chapter)}{name}: fd_check does not take {option}={value!r}, which "
+                "would weaken the check or hide its failure"
+            )
+    inputs = tuple(inputs)
+    kinks = _kinks(fn, inputs, eps, atol, rtol)
+    checked_fn, checked_inputs = fn, inputs
+    if kinks:
+        # gradcheck the elements away from kinks; those next to one are held still here
+        def checked_fn(*parts):
+            return fn(*(
+                inputs[i].detach().clone().masked_scatter(~kinks[i], part) if i in kinks else part
+                for i, part in enumerate(parts)
+            ))
+
+        checked_inputs = tuple(
+            t.detach()[~kinks[i]].clone().requires_grad_() if i in kinks else t
+            for i, t in enumerate(inputs)
+        )
     try:
-        torch.autograd.gradcheck(fn, tuple(inputs), **gradcheck_kwargs)
+        torch.autograd.gradcheck(
+            checked_fn, checked_inputs, eps=eps, atol=atol, rtol=rtol, raise_exception=True,
+            **gradcheck_kwargs,
+        )
     except GradcheckError as err:
         raise GradientMismatch(
             f"{_where(chapter)}{name} fails the finite-difference check:\n{err}"
         ) from None
+    wrong = _kink_problems(fn, inputs, kinks, eps, atol, rtol) if kinks else []
+    if wrong:
+        raise GradientMismatch(
+            f"{_where(chapter)}{name} fails the finite-difference check next to a kink:\n"
+            + "\n".join(wrong)
+        )
     shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+    near = sum(int(m.sum()) for m in kinks.values())
+    note = (f"; {near} input element{'s' if near != 1 else ''} within {eps:g} of a kink "
+            "checked one-sided") if near else ""
     _show(_Shown(
-        f"✓ {name}: backward agrees with finite differences for inputs of shape {shapes}",
+        f"✓ {name}: backward agrees with finite differences for inputs of shape {shapes}{note}",
         _record("fd_check", [name], "finite differences"),
     ))
 

@@ -2,7 +2,9 @@
 
 The full build runs once per session (``built_book`` in conftest.py). The other
 tests build small books (the intro plus one page) in temporary folders, with the
-same script ``make book`` runs.
+same script ``make book`` runs. What a page may not do (structure errors, settings and
+code that would switch a check off, demonstrations that fail the wrong way) is
+tests/test_doors.py's.
 """
 
 from __future__ import annotations
@@ -60,6 +62,39 @@ def test_every_chapter_executed_and_shows_its_checks(built_book, chapter):
     assert runs[f"book/{chapter}"]["runtime"] > 0
 
 
+def _records(notebook: dict) -> list[dict]:
+    return [
+        output["metadata"]["byhand"]
+        for cell in notebook["cells"] if cell["cell_type"] == "code"
+        for output in cell["outputs"] if "byhand" in output.get("metadata", {})
+    ]
+
+
+@pytest.mark.parametrize("doc", toc_docs())
+def test_the_page_badge_counts_the_checks_of_its_own_build(built_book, doc):
+    """The line under each title: its numbers are the records byhand left in the page's
+    executed notebook, and its PyTorch version is the one that ran."""
+    html = (built_book.html / f"{doc}.html").read_text()
+    executed = built_book.root / "_build" / "jupyter_execute" / f"{doc}.ipynb"
+    records = _records(json.loads(executed.read_text())) if executed.is_file() else []
+    badge = re.search(r'<p class="byhand-badge">(.*?)</p>', html, re.S)
+    if not records:
+        assert badge is None, f"{doc} checks nothing but shows {badge[0]}"
+        return
+    assert badge, f"{doc} has {len(records)} check records but no badge under its title"
+    assert re.search(r'</h1>\s*<p class="byhand-badge">', html), "the badge is not right under the title"
+    text = re.sub(r"<[^>]+>", "", badge[1])
+    autograd = sum(len(r["quantities"]) for r in records
+                   if r["kind"] == "check" and r["reference"] == "autograd")
+    claims = sum(len(r["quantities"]) for r in records if r["kind"] == "claim")
+    if autograd:
+        assert re.search(rf"\b{autograd} gradients? checked against autograd", text), text
+    if claims:
+        assert re.search(rf"\b{claims} statements? about PyTorch asserted", text), text
+    versions = {r["torch"].split("+")[0] for r in records}
+    assert all(f"PyTorch {v}" in text for v in versions), text
+
+
 def test_every_chapter_is_downloadable_as_executed_notebook(built_book):
     for chapter in chapters():
         notebook = built_book.html / "_sources" / "book" / f"{chapter.stem}.ipynb"
@@ -102,74 +137,17 @@ def test_wrong_gradient_fails_the_build_naming_chapter_and_quantity(tmp_path):
     assert (tmp_path / "_build" / "html" / "reports" / "book" / "09-broken.err.log").is_file()
 
 
-def demo(manual: str) -> str:
-    """A page whose raises-exception cell checks ``manual`` against ones(2)."""
-    return page(
-        "A wrong-formula demonstration",
-        cell("import torch\nfrom byhand import check, start_chapter\nstart_chapter('9 · Demo')"),
-        cell(f'check({{"dL/dx": ({manual}, torch.ones(2))}})', tags="raises-exception"),
-    )
-
-
-def test_a_demonstration_that_does_not_raise_fails_the_build(tmp_path):
-    build = run_build(mini_book(tmp_path, {"09-silent": demo("torch.ones(2)")}))
-    assert build.returncode != 0, failure(build)
-    assert "09-silent.md: WARNING: code cell 2 is tagged raises-exception but did not raise" in build.log
-
-
-def test_a_demonstration_that_raises_passes(tmp_path):
-    build = run_build(mini_book(tmp_path, {"09-loud": demo("torch.zeros(2)")}))
-    assert build.returncode == 0, failure(build)
-    html = (tmp_path / "_build" / "html" / "book" / "09-loud.html").read_text()
-    assert "GradientMismatch" in html
-
-
 def test_a_cell_over_the_timeout_fails_the_build(tmp_path):
-    text = page("A slow cell", cell("import time; time.sleep(30)"))
+    text = page(
+        "A slow cell",
+        cell("import time\nfrom byhand import claim, start_chapter\nstart_chapter('9 · Slow')"),
+        cell("time.sleep(30)\nclaim('a cell can run for 30 s', True)"),
+    )
     book = mini_book(tmp_path, {"09-slow": text}, {"timeout: 120": "timeout: 2"})
     build = run_build(book)
     assert build.returncode != 0, failure(build)
     assert "CellTimeoutError" in build.log or "timed out" in build.log
     assert "book/09-slow.md:" in build.log
-
-
-# --- bad structure stops the build before anything runs -----------------------------
-
-GOOD = page("Fine", cell("1 + 1"))
-
-
-def structure_error(tmp_path, pages, after=None):
-    book = mini_book(tmp_path, pages)
-    if after:
-        after(book)
-    build = run_build(book)
-    assert build.returncode != 0, failure(build)
-    assert "Book structure error" in build.log, failure(build)
-    return build.log
-
-
-def test_code_cells_without_jupytext_header_are_an_error(tmp_path):
-    log = structure_error(tmp_path, {"09-no-header": page("No header", cell("1 + 1"), header=False)})
-    assert "book/09-no-header.md has code cells but no jupytext header" in log
-
-
-def test_a_page_missing_from_the_toc_is_an_error(tmp_path):
-    log = structure_error(
-        tmp_path, {"09-listed": GOOD}, after=lambda b: (b / "book" / "10-orphan.md").write_text(GOOD)
-    )
-    assert "book/10-orphan.md is not listed in _toc.yml" in log
-
-
-def test_a_toc_entry_without_a_file_is_an_error(tmp_path):
-    log = structure_error(
-        tmp_path, {"09-listed": GOOD}, after=lambda b: (b / "book" / "09-listed.md").unlink()
-    )
-    assert "_toc.yml lists 'book/09-listed', but there is no book/09-listed.md" in log
-
-
-def test_prose_pages_without_code_need_no_header(tmp_path):
-    build = run_build(mini_book(tmp_path, {"09-prose": "# Just prose\n\nNo code here.\n"}))
-    assert build.returncode == 0, failure(build)
 
 
 def test_rebuilding_after_breaking_a_gradient_fails(tmp_path):

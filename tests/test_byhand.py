@@ -417,3 +417,66 @@ def test_einsum_backward_allows_spaces_and_scalar_operands():
 def test_einsum_backward_names_what_it_does_not_support(spec, shapes, grad_shape, message):
     with pytest.raises(ValueError, match=r"^einsum_backward\(.*\): " + message):
         einsum_backward(spec, [torch.randn(s) for s in shapes], torch.randn(grad_shape))
+
+# --- fd_check has teeth (issue 13 §2) -------------------------------------------------
+
+from torch.autograd.gradcheck import GradcheckError  # noqa: E402
+
+
+def _relu_mse_layer(factor: float):
+    """mse(relu(X @ W + b), T) with a hand-written backward, scaled by ``factor``."""
+    T = torch.linspace(-1, 1, 8).reshape(4, 2)
+
+    class Layer(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, X, W, b):
+            Y = X @ W + b
+            ctx.save_for_backward(X, W, Y)
+            return ((torch.relu(Y) - T) ** 2).mean()
+
+        @staticmethod
+        def backward(ctx, L_g):
+            X, W, Y = ctx.saved_tensors
+            G = 2 * (torch.relu(Y) - T) / Y.numel() * (Y > 0) * L_g * factor
+            return G @ W.t(), X.t() @ G, G.sum(0)
+
+    return Layer.apply
+
+
+def _layer_inputs(distance: float | None = None):
+    """X (4, 3), W (3, 2), b (2,); with ``distance``, Y[0, 0] sits that far above 0."""
+    gen = torch.Generator().manual_seed(3)
+    X, W, b = (torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((4, 3), (3, 2), (2,)))
+    if distance is not None:
+        b[0] = distance - X[0] @ W[:, 0]
+    return [t.requires_grad_() for t in (X, W, b)]
+
+
+def test_fd_check_fails_a_backward_off_by_a_factor_1_001():
+    inputs = _layer_inputs()
+    # the hole this closes: gradcheck's own tolerances let it pass
+    assert torch.autograd.gradcheck(_relu_mse_layer(1.001), inputs)
+    with pytest.raises(GradientMismatch, match="fails the finite-difference check"):
+        fd_check(_relu_mse_layer(1.001), inputs, "x1.001")
+    fd_check(_relu_mse_layer(1.0), inputs, "exact")
+
+
+@pytest.mark.parametrize("distance", [0.0, 1e-9, 3e-7, 9e-7])
+def test_fd_check_next_to_a_relu_kink_is_neither_flaky_nor_blind(distance, capsys):
+    inputs = _layer_inputs(distance)  # Y[0, 0] within eps (1e-6) of the kink
+    with pytest.raises(GradcheckError):
+        torch.autograd.gradcheck(_relu_mse_layer(1.0), inputs)  # plain gradcheck: a false alarm
+    fd_check(_relu_mse_layer(1.0), inputs, "exact")
+    assert "of a kink checked one-sided" in capsys.readouterr().out
+    with pytest.raises(GradientMismatch):
+        fd_check(_relu_mse_layer(1.001), inputs, "x1.001")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"raise_exception": False}, {"check_backward_ad": False}, {"nondet_tol": 1e-3},
+     {"fast_mode": True}, {"atol": 1e-3}, {"rtol": 1e-3}, {"eps": 0.0}],
+)
+def test_fd_check_refuses_options_that_would_weaken_it(options):
+    with pytest.raises(ValueError, match="factor 1.001|weaken"):
+        fd_check(_relu_mse_layer(1.001), _layer_inputs(), "x", **options)

@@ -1,13 +1,15 @@
 """Fast repository checks (no build): what a reviewer would otherwise have to catch by eye.
 
-* every page in book/ is in _toc.yml, and every _toc.yml entry exists;
-* every page with code cells has the jupytext header (or myst-nb would never run it)
-  and at least one ``check(`` call;
+* the build guard's rules (book/_ext/guard.py: the TOC, the jupytext headers, the code
+  cells that would not run, the execution settings and page code that would switch a
+  check off) find nothing wrong. They are the guard's, written once there; the build runs
+  them too, and tests/test_doors.py opens each door;
 * every image exists and has alt text: MyST ``{figure}``/``{image}`` directives,
   Markdown images, and matplotlib cells (``mystnb: image: alt:`` metadata);
 * no tracked .ipynb carries outputs;
 * every chapter has >= 2 ``solution`` cells, each followed by an ``exercise-check`` cell;
-* the build guard (book/_ext/guard.py) finds nothing wrong.
+* no measured number is typed in the prose;
+* ``_config.yml`` loads the guard (a build without it would check nothing of the above).
 
 Each check is a function of the book's root that returns a list of problems, so the
 tests below can also run it on a deliberately broken book and watch it fail.
@@ -20,16 +22,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jupytext
 import nbformat
 import pytest
+import yaml
 from myst_nb.core.read import is_myst_markdown_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import guard  # noqa: E402
+from guard import code_cells  # noqa: E402  (the one definition of a page's code cells)
+from guard_lint import tags  # noqa: E402
 
-CODE_CELL = re.compile(r"^\s*(```|~~~|:::)\{code-cell\}", re.M)
 DIRECTIVE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<kind>figure|image)\}\s*(?P<target>\S*)")
 MD_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HTML_IMG = re.compile(r"<img\b[^>]*>", re.I)
@@ -37,7 +40,7 @@ HTML_IMG = re.compile(r"<img\b[^>]*>", re.I)
 
 def pages(root: Path) -> list[Path]:
     """book/*.md pages (not ``_template.md`` and other ``_`` files)."""
-    return sorted(p for p in (root / "book").glob("*.md") if not p.name.startswith("_"))
+    return guard.book_pages(root)
 
 
 def chapters(root: Path) -> list[Path]:
@@ -50,50 +53,7 @@ def rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def code_cells(page: Path) -> list[nbformat.NotebookNode]:
-    notebook = jupytext.reads(page.read_text(encoding="utf-8"), fmt="md:myst")
-    return [c for c in notebook.cells if c.cell_type == "code"]
-
-
-def tags(cell) -> list[str]:
-    return list(cell.metadata.get("tags", []))
-
-
 # --- the checks ------------------------------------------------------------------
-
-
-def toc_problems(root: Path) -> list[str]:
-    listed = guard.toc_documents(root / "_toc.yml")
-    found = [
-        f"{rel(root, p)} is not listed in _toc.yml"
-        for p in pages(root)
-        if rel(root, p.with_suffix("")) not in listed
-    ]
-    found += [
-        f"_toc.yml lists {entry}, but {entry}.md does not exist"
-        for entry in listed
-        if not (root / f"{entry}.md").is_file() and not (root / f"{entry}.ipynb").is_file()
-    ]
-    dupes = sorted({e for e in listed if listed.count(e) > 1})
-    found += [f"_toc.yml lists {e} more than once" for e in dupes]
-    return found
-
-
-def code_problems(root: Path) -> list[str]:
-    found = []
-    for page in pages(root):
-        text = page.read_text(encoding="utf-8")
-        if not CODE_CELL.search(text):
-            continue
-        if not is_myst_markdown_notebook(text):
-            found.append(
-                f"{rel(root, page)} has code cells but no jupytext header "
-                "(copy it from book/_template.md)"
-            )
-            continue
-        if not any(re.search(r"\bcheck\(", c.source) for c in code_cells(page)):
-            found.append(f"{rel(root, page)} has code cells but no check(...) call")
-    return found
 
 
 def _directive_alt(lines: list[str], start: int) -> bool:
@@ -303,17 +263,27 @@ def prose_number_problems(root: Path) -> list[str]:
 
 
 def guard_problems(root: Path) -> list[str]:
+    """The build guard's rules (the build runs the same function when it starts)."""
     return guard.problems(root, root / "_toc.yml")
 
 
+def config_problems(root: Path) -> list[str]:
+    """_config.yml loads the guard: without it the build would check none of its rules."""
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
+    local = (config.get("sphinx") or {}).get("local_extensions") or {}
+    if local.get("guard") != "book/_ext":
+        return ["_config.yml does not load the build guard (sphinx: local_extensions: "
+                "guard: book/_ext)"]
+    return []
+
+
 CHECKS = [
-    toc_problems,
-    code_problems,
+    guard_problems,
+    config_problems,
     image_problems,
     notebook_output_problems,
     exercise_problems,
     prose_number_problems,
-    guard_problems,
 ]
 
 
@@ -338,6 +308,7 @@ HEADER = (ROOT / "book" / "_template.md").read_text(encoding="utf-8").split("---
 def make_book(tmp: Path, files: dict[str, str], toc: list[str]) -> Path:
     (tmp / "book").mkdir(parents=True)
     (tmp / "imgs").mkdir()
+    (tmp / "_config.yml").write_text((ROOT / "_config.yml").read_text(encoding="utf-8"))
     for name, text in files.items():
         (tmp / name).write_text(text, encoding="utf-8")
     entries = "\n".join(f"  - file: {t}" for t in toc)
@@ -382,10 +353,11 @@ def test_checks_name_every_offending_file(tmp_path):
         [f"book/{n}" for n in ("02-no-header", "03-no-check", "04-images", "05-solution", "99-gone")],
     )
     text = {check.__name__: "\n".join(check(book)) for check in CHECKS}
-    assert "book/01-orphan.md is not listed" in text["toc_problems"]
-    assert "99-gone" in text["toc_problems"]
-    assert "book/02-no-header.md has code cells but no jupytext header" in text["code_problems"]
-    assert "book/03-no-check.md has code cells but no check" in text["code_problems"]
+    guard_text = text["guard_problems"]
+    assert "book/01-orphan.md is not listed" in guard_text
+    assert "_toc.yml lists 'book/99-gone', but there is no book/99-gone.md" in guard_text
+    assert "book/02-no-header.md has code cells but no jupytext header" in guard_text
+    assert "book/03-no-check.md has code cells but no check" in guard_text
     images = text["image_problems"]
     assert "04-images.md:3: image ../imgs/a.svg has empty alt text" in images
     assert "04-images.md:5: image ../imgs/missing.svg does not exist" in images
@@ -395,8 +367,6 @@ def test_checks_name_every_offending_file(tmp_path):
     assert "book/05-solution.md has 1 solution cell(s)" in exercises
     assert "05-solution.md: solution cell 2 is not followed by an exercise-check cell" in exercises
     assert "book/04-images.md has no exercises" in exercises
-    guard_text = text["guard_problems"]
-    assert "01-orphan" in guard_text and "02-no-header" in guard_text
 
 
 def test_alt_text_in_directive_options_is_found(tmp_path):
@@ -430,3 +400,9 @@ def test_a_typed_measurement_in_prose_is_found(tmp_path):
     found = prose_number_problems(book)
     assert [f.split("'")[1] for f in found] == ["56 times", "2.3 GB", "2.2e-16"], found
     assert all(f.startswith("book/intro.md:3: ") for f in found)
+
+
+def test_a_book_without_the_guard_is_found(tmp_path):
+    config = (ROOT / "_config.yml").read_text(encoding="utf-8")
+    (tmp_path / "_config.yml").write_text(config.replace("guard: book/_ext", "other: book/_ext"))
+    assert config_problems(tmp_path) and not config_problems(ROOT)

@@ -1,0 +1,886 @@
+"""What a page may not do: the build guard's static rules (no build, no kernel).
+
+The book promises that the build fails when a manual gradient is wrong. A page could break
+that promise without touching ``byhand.py``: by switching off its own execution (front
+matter, cell tags, cell options), by hiding a cell from the executor, or with code that
+skips, swallows, loosens or rewrites a check. This module reads a page the way myst-nb
+reads it and lists every such door it finds, as sentences that name the page, the cell
+and the line. ``guard.py`` runs it on every TOC page when the build starts, and stops the
+build before any code runs; ``guard_run.py`` then checks, from the executed notebooks,
+that what should have run did run and failed only where it was meant to.
+
+These rules are a seat belt, not a sandbox: Python cannot be locked down from inside, so
+review still reads every page. They refuse the doors a contributor could open by
+accident or by taking a shortcut, and each rule names the way out.
+
+The one definition of "a code cell" lives here too (:func:`code_cells`,
+:func:`has_code_cells`): the build, the repository checks and the tests import it.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import yaml
+from markdown_it.renderer import RendererHTML
+from myst_nb.core.read import is_myst_markdown_notebook, read_myst_markdown_notebook
+from myst_parser.config.main import MdParserConfig
+from myst_parser.parsers.mdit import create_md_parser
+
+BYHAND = Path(__file__).resolve().parents[1] / "byhand.py"
+
+# --- pages and their cells: the one definition ------------------------------------
+
+# Directives whose body is text, not Markdown: a {code-cell} inside one is an example.
+LITERAL_DIRECTIVES = {
+    "code-cell", "raw-cell", "code-block", "code", "sourcecode", "literalinclude",
+    "math", "raw", "eval-rst", "glue", "glue:any", "glue:figure", "glue:math",
+}  # fmt: skip
+DIRECTIVE = re.compile(r"^\{(?P<name>[\w:.-]+)\}")
+
+
+def md_config(root: Path | None = None) -> MdParserConfig:
+    """The Markdown settings pages are read with: ``_config.yml``'s ``parse`` section
+    (the build passes Sphinx's own object instead)."""
+    extensions: list[str] = []
+    config = (root or BYHAND.parents[1]) / "_config.yml"
+    if config.is_file():
+        parsed = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        extensions = list((parsed.get("parse") or {}).get("myst_enable_extensions") or [])
+    return MdParserConfig(enable_extensions=set(extensions))
+
+
+@dataclass
+class Fence:
+    """A ``{code-cell}`` directive in a page's text, and whether myst-nb will execute it."""
+
+    line: int  # 1-based line of the opening fence
+    runs: bool  # a top-level ``` or ~~~ fence: myst-nb turns it into a notebook cell
+    where: str = ""  # for one that does not run: what it sits in
+
+
+def code_cell_fences(text: str, config: MdParserConfig | None = None) -> list[Fence]:
+    """Every ``{code-cell}`` directive of a MyST page, nested ones included.
+
+    myst-nb executes only the code cells at the top level of the page, written with
+    backticks or tildes (``myst_nb.core.read.read_myst_markdown_notebook``). One inside a
+    dropdown, an admonition, a list or a block quote, or written as a ``:::`` fence, is
+    dropped with a warning: its code never runs. Code-cell examples inside a literal block
+    (a ```` ```md ```` fence, a ``{code-block}``) are text, not cells, and are not listed.
+    """
+    config = config or md_config()
+    key = (text, repr(config))
+    if key not in _FENCES:
+        _FENCES[key] = _fences(text, config)
+    return list(_FENCES[key])
+
+
+_FENCES: dict[tuple[str, str], tuple[Fence, ...]] = {}  # the build reads each page twice
+
+
+def _fences(text: str, config: MdParserConfig) -> tuple[Fence, ...]:
+    # block level only, as myst-nb's reader does (inline parsing is most of the time)
+    config = dataclasses.replace(config, disable_syntax=[*config.disable_syntax, "inline"])
+    parser = create_md_parser(config, RendererHTML)
+    found: list[Fence] = []
+
+    def walk(source: str, offset: int, inside: str) -> None:
+        for token in parser.parse(source + "\n"):
+            if token.type not in ("fence", "colon_fence"):
+                continue
+            match = DIRECTIVE.match(token.info.strip())
+            line = offset + (token.map[0] if token.map else 0) + 1
+            if match and match["name"] == "code-cell":
+                if inside or token.level:
+                    where = inside or "a list or block quote"
+                    found.append(Fence(line, False, where))
+                elif token.type == "colon_fence":
+                    found.append(Fence(line, False, "a ':::' fence (write it with backticks)"))
+                else:
+                    found.append(Fence(line, True))
+            elif match and match["name"] not in LITERAL_DIRECTIVES:
+                walk(token.content, line, inside or f"a {{{match['name']}}} directive")
+
+    walk(text, 0, "")
+    return tuple(found)
+
+
+def has_code_cells(text: str, config: MdParserConfig | None = None) -> bool:
+    """Whether a MyST page has ``{code-cell}`` blocks (executed or not)."""
+    return bool(code_cell_fences(text, config))
+
+
+def read_notebook(page: Path, config: MdParserConfig | None = None) -> nbformat.NotebookNode:
+    """The page as the notebook myst-nb executes (cells, their options, front matter)."""
+    return read_myst_markdown_notebook(
+        page.read_text(encoding="utf-8"), config or md_config(), add_source_map=True, path=page
+    )
+
+
+def code_cells(page: Path, config: MdParserConfig | None = None) -> list[nbformat.NotebookNode]:
+    """The page's code cells, exactly as myst-nb executes them, in order."""
+    return [c for c in read_notebook(page, config).cells if c.cell_type == "code"]
+
+
+def tags(cell) -> list[str]:
+    return list(cell.metadata.get("tags", []) or [])
+
+
+# --- the names byhand owns ------------------------------------------------------------
+
+
+def byhand_names(path: Path = BYHAND) -> set[str]:
+    """``byhand.__all__``, read without importing torch."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    raise RuntimeError(f"{path} has no __all__: the guard cannot tell which names byhand owns")
+
+
+# The calls whose records the build counts, and whose tolerances it polices.
+CHECKS = ("check", "compare", "claim", "fd_check")
+RECORDED = ("check", "claim", "fd_check")  # compare() returns a report, shows nothing
+
+# --- front matter and cell options ------------------------------------------------------
+
+# Per-page (front matter ``mystnb:``) settings that only change how outputs look, never
+# whether a cell runs, how long it may take or whether its error or stderr counts.
+# Everything else myst-nb accepts there (execution_mode, execution_allow_errors,
+# execution_timeout, execution_excludepatterns, execution_raise_on_error,
+# execution_in_temp, execution_show_tb, execution_cache_path, kernel_rgx_aliases,
+# output_stderr, render_plugin, metadata_key, cell_metadata_key, mime_priority_overrides,
+# eval_name_regex, custom_formats, ...) is the book's to set, once, in _config.yml.
+PAGE_RENDER_OPTIONS = {
+    "code_prompt_show", "code_prompt_hide", "number_source_lines", "scroll_outputs",
+    "merge_streams", "render_image_options", "render_figure_options",
+    "render_markdown_format", "render_text_lexer", "render_error_lexer",
+}  # fmt: skip
+# The same for one cell (``mystnb:`` in a code cell's options). ``output_stderr`` is not
+# here: a cell that hides its stderr hides the warning the build would fail on.
+CELL_RENDER_OPTIONS = {
+    "code_prompt_show", "code_prompt_hide", "number_source_lines", "scroll_outputs",
+    "merge_streams", "remove_code_source", "remove_code_outputs", "image", "figure",
+    "markdown_format", "text_lexer", "error_lexer",
+}  # fmt: skip
+# Cell options: the ones myst-nb reads, ``raises`` (the book's own), and Jupyter's standard
+# cell metadata, which changes nothing here. Anything else is most likely a typo
+# ("raise:", "tag:") that would silently do nothing.
+CELL_OPTIONS = {"tags", "mystnb", "raises", "editable", "deletable", "collapsed", "scrolled",
+                "jupyter", "name", "slideshow"}
+SKIP_TAGS = {"skip-execution"}  # nbclient's NotebookClient.skip_cells_with_tag
+HIDING_TAGS = {"remove-stderr"}  # myst-nb drops stderr before it can warn
+KERNEL = "python3"
+DEFAULT_RAISES = "GradientMismatch"
+# A demonstration shows a wrong formula failing. These types never demonstrate one: they
+# are a typo, a missing import or an interrupted kernel, or they are too broad to mean
+# anything. (AssertionError, RuntimeError, TypeError, ValueError, ... may be declared.)
+UNDECLARABLE = {
+    "Exception", "BaseException", "NameError", "UnboundLocalError", "AttributeError",
+    "SyntaxError", "IndentationError", "TabError", "ImportError", "ModuleNotFoundError",
+    "KeyboardInterrupt", "SystemExit", "GeneratorExit", "StopIteration", "RecursionError",
+    "NotImplementedError", "FalseClaim",
+}  # fmt: skip
+
+
+def declared_raises(cell) -> list[str]:
+    """The exception types a ``raises-exception`` cell may fail with."""
+    raises = cell.metadata.get("raises")
+    if raises is None:
+        return [DEFAULT_RAISES]
+    return [raises] if isinstance(raises, str) else list(raises)
+
+
+def front_matter_problems(metadata: dict, metadata_key: str = "mystnb") -> list[str]:
+    """What in a page's front matter would change how, or whether, the page is executed."""
+    found = []
+    overrides = metadata.get(metadata_key)
+    if overrides is not None:
+        if not isinstance(overrides, dict):
+            found.append(f"its front matter sets '{metadata_key}: {overrides!r}'")
+        else:
+            for key in sorted(set(overrides) - PAGE_RENDER_OPTIONS):
+                found.append(
+                    f"its front matter sets '{metadata_key}: {key}', which would change how "
+                    "this page is executed or checked; execution is set for every page at "
+                    "once, in _config.yml"
+                )
+    if "execution" in metadata:
+        found.append(
+            "its front matter has an 'execution' section (jupyter-cache reads its timeout "
+            "and allow_errors); execution is set for every page at once, in _config.yml"
+        )
+    kernel = metadata.get("kernelspec") or {}
+    if kernel.get("name") != KERNEL or kernel.get("language", "python") != "python":
+        found.append(
+            f"its kernelspec is {kernel.get('name')!r}, not the book's {KERNEL!r} "
+            "(copy the header from book/_template.md)"
+        )
+    return found
+
+
+def cell_option_problems(cell, number: int, cell_metadata_key: str = "mystnb") -> list[str]:
+    """What in one code cell's options would skip it, hide its output or misdeclare it."""
+    found = []
+    where = f"code cell {number}"
+    cell_tags = tags(cell)
+    for tag in sorted(set(cell_tags) & SKIP_TAGS):
+        found.append(f"{where} is tagged {tag}: it would never run")
+    for tag in sorted(set(cell_tags) & HIDING_TAGS):
+        found.append(f"{where} is tagged {tag}, which hides a warning the build would fail on")
+    options = cell.metadata.get(cell_metadata_key)
+    if options is not None:
+        unknown = sorted(set(options) - CELL_RENDER_OPTIONS) if isinstance(options, dict) else [options]
+        for key in unknown:
+            found.append(
+                f"{where} sets '{cell_metadata_key}: {key}'; a cell may only set how its "
+                f"output looks ({', '.join(sorted(CELL_RENDER_OPTIONS))})"
+            )
+    if "render" in cell.metadata:
+        found.append(f"{where} uses the old 'render:' option; write '{cell_metadata_key}:'")
+    if "load" in cell.metadata:
+        found.append(f"{where} loads its code from a file (load:); write the code in the page")
+    extra = sorted(set(cell.metadata) - CELL_OPTIONS - {cell_metadata_key, "render", "load"})
+    for key in extra:
+        found.append(f"{where} has the unknown option '{key}' (did you mean tags, raises or mystnb?)")
+    if "raises" in cell.metadata:
+        raises = cell.metadata["raises"]
+        names = [raises] if isinstance(raises, str) else raises
+        if "raises-exception" not in cell_tags:
+            found.append(f"{where} declares 'raises:' but is not tagged raises-exception")
+        if not isinstance(names, list) or not names or not all(
+            isinstance(n, str) and re.fullmatch(r"[A-Za-z_]\w*", n) for n in names
+        ):
+            found.append(f"{where}: 'raises:' must name an exception class, e.g. AssertionError")
+        else:
+            for name in names:
+                if name in UNDECLARABLE:
+                    found.append(
+                        f"{where} declares 'raises: {name}'; a wrong-formula demonstration "
+                        f"fails its check ({DEFAULT_RAISES}) or a specific assertion, never "
+                        f"with {name}"
+                    )
+    return found
+
+
+# --- the code itself ------------------------------------------------------------------
+
+# The modules a page may import (the top-level package, or an exact submodule). A page
+# that needs another adds it here, in review: a local module could replace byhand's
+# check, and importlib, builtins, unittest.mock, ctypes, subprocess, pickle, threading,
+# sys, os, contextlib, ... can patch, skip or silence one.
+ALLOWED_IMPORTS = {
+    "byhand", "torch", "numpy", "matplotlib", "sklearn", "math", "cmath", "random",
+    "time", "itertools", "functools", "collections", "dataclasses", "typing",
+    "statistics", "string", "textwrap", "operator", "fractions", "decimal", "warnings",
+    "platform", "struct", "IPython.display", "myst_nb",
+}  # fmt: skip
+# Parts of torch that replace operators, kernels or dispatch under a check.
+FORBIDDEN_TORCH = ("torch.library", "torch.overrides", "torch.utils._python_dispatch",
+                   "torch._", "torch.utils.cpp_extension", "torch.utils._mode_utils")
+FORBIDDEN_CALLS = {
+    "exec": "runs code the page does not show",
+    "eval": "runs code the page does not show",
+    "compile": "builds code the page does not show",
+    "__import__": "imports past the page's import list",
+    "globals": "can rebind check() by name",
+    "locals": "can rebind check() by name",
+    "vars": "can rebind check() by name",
+    "setattr": "can patch byhand or torch",
+    "delattr": "can patch byhand or torch",
+    "get_ipython": "can reconfigure the kernel (custom exception handlers, input "
+    "transformers, magics)",
+    "breakpoint": "waits for a debugger that never comes",
+    "input": "waits for input that never comes",
+}  # fmt: skip
+FORBIDDEN_ATTRIBUTES = {
+    "__dict__", "__globals__", "__builtins__", "__code__", "__closure__", "__defaults__",
+    "__kwdefaults__", "__class__", "__bases__", "__mro__", "__subclasses__", "__setattr__",
+    "__delattr__", "__getattribute__", "__import__", "__loader__", "__spec__",
+}  # fmt: skip
+# Identifiers that rewrite what torch does to every tensor, or swallow exceptions.
+FORBIDDEN_NAMES = {
+    "__torch_function__": "it overrides torch functions, a check's comparison among them",
+    "__torch_dispatch__": "it overrides torch operators, a check's comparison among them",
+    "__exit__": "a context manager can swallow the error of a failing check",
+    "__aexit__": "a context manager can swallow the error of a failing check",
+    "__builtins__": "it can rebind Python's built-ins",
+}  # fmt: skip
+# Exception types whose handler would swallow a failing check (GradientMismatch and
+# FalseClaim are AssertionErrors). Catching RuntimeError, ValueError, ... is fine, and so is
+# catching GradientMismatch around nothing but compare() (see _Linter.visit_Try).
+SWALLOWING = {"Exception", "BaseException", "AssertionError", "GradientMismatch",
+              "FalseClaim", "GradcheckError"}
+# Hooks that change what autograd puts in .grad, i.e. the reference a check compares with.
+HOOK = re.compile(r"^register_.*hook$|^saved_tensors_hooks$")
+TOLERANCE_BOUNDS = {"rtol": 1e-4, "atol": 1e-5, "eps": 1e-4}
+MAGIC_ALLOWED: set[str] = set()
+
+
+@dataclass
+class CodeReport:
+    """What :func:`lint_code` found in one cell."""
+
+    problems: list[str] = field(default_factory=list)
+    recorded_calls: int = 0  # top-level check/fd_check/claim calls: each must leave a record
+    calls: set[str] = field(default_factory=set)  # byhand's names the cell calls
+    imported: set[str] = field(default_factory=set)
+
+
+def _root(node: ast.AST) -> ast.AST:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node
+
+
+def _chain(node: ast.AST) -> list[str]:
+    """``torch.testing.assert_close`` -> ["torch", "testing", "assert_close"]."""
+    names = []
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        if isinstance(node, ast.Attribute):
+            names.append(node.attr)
+        node = node.func if isinstance(node, ast.Call) else node.value
+    if isinstance(node, ast.Name):
+        names.append(node.id)
+    return names[::-1]
+
+
+def _forbidden(module: str) -> bool:
+    if module.startswith("torch.__"):
+        return False  # torch.__version__ (torch.__dict__ & co. are refused on their own)
+    return any(module == m or module.startswith(m if m.endswith("_") else m + ".")
+               for m in FORBIDDEN_TORCH)
+
+
+def _import_allowed(module: str) -> bool:
+    if _forbidden(module):
+        return False
+    return any(module == a or module.startswith(a + ".") for a in ALLOWED_IMPORTS)
+
+
+class _Linter(ast.NodeVisitor):
+    def __init__(self, owned: set[str], imported: set[str], source: str):
+        self.owned = owned  # byhand's names
+        self.imported = set(imported)  # names bound by imports (on this page so far)
+        self.modules = {"torch": "torch"}  # name -> the module (or object) it was imported as
+        self.source = source
+        self.report = CodeReport()
+        self.depth_def = 0  # inside a function, lambda or class
+        self.conditional = 0  # inside if/try/while-else/comprehension/... at top level
+        self.call_funcs: set[int] = set()  # ids of nodes that are the callee of a call
+
+    def problem(self, node: ast.AST, text: str) -> None:
+        line = getattr(node, "lineno", None)
+        self.report.problems.append(f"line {line}: {text}" if line else text)
+
+    # -- names ----------------------------------------------------------------
+    def _binds(self, node: ast.AST, name: str) -> None:
+        if name in self.owned or name == "byhand":
+            self.problem(node, f"rebinds '{name}', which byhand owns (import it from byhand)")
+        if name in FORBIDDEN_NAMES:
+            self.problem(node, f"defines '{name}': {FORBIDDEN_NAMES[name]}")
+
+    def _targets(self, target: ast.AST) -> None:
+        for node in ast.walk(target):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                self._binds(node, node.id)
+        self._assigned_attribute(target)
+
+    def _assigned_attribute(self, target: ast.AST) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self._assigned_attribute(element)
+            return
+        if isinstance(target, ast.Starred):
+            return self._assigned_attribute(target.value)
+        if not isinstance(target, (ast.Attribute, ast.Subscript)):
+            return
+        chain = _chain(target)
+        root = _root(target)
+        if "grad" in chain[1:] and not (
+            isinstance(target, ast.Attribute) and target.attr == "grad"
+        ):
+            self.problem(target, "changes a .grad in place: a check's reference must be "
+                                 "what autograd computed")
+        if isinstance(target, ast.Attribute) and isinstance(root, ast.Name) and root.id in self.imported:
+            self.problem(target, f"assigns to {'.'.join(chain)}: a page does not patch "
+                                 "modules or classes it imported")
+        if isinstance(target, ast.Attribute) and target.attr.startswith("__") and target.attr.endswith("__"):
+            self.problem(target, f"assigns to {target.attr}")
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if node.value == "byhand":
+            self.problem(node, "writes byhand's record key ('byhand'): the build counts the "
+                               "records byhand's checks leave, and only those")
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            if node.id in CHECKS and id(node) not in self.call_funcs:
+                self.problem(node, f"uses {node.id} as a value; call it directly, "
+                                   f"{node.id}(...), so the build can count and read it")
+            if node.id in FORBIDDEN_NAMES:
+                self.problem(node, f"uses '{node.id}': {FORBIDDEN_NAMES[node.id]}")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        chain = _chain(node)
+        if chain and chain[0] in self.modules:
+            dotted = ".".join([self.modules[chain[0]], *chain[1:]])
+            if _forbidden(dotted) and not _forbidden(dotted.rpartition(".")[0]):
+                self.problem(node, f"uses {dotted}, which can replace what torch computes "
+                                   "under a check")
+        if node.attr in FORBIDDEN_ATTRIBUTES:
+            self.problem(node, f"reaches for .{node.attr}, an escape hatch out of the page's code")
+        elif node.attr in FORBIDDEN_NAMES:
+            self.problem(node, f"uses '{node.attr}': {FORBIDDEN_NAMES[node.attr]}")
+        if (isinstance(node.value, ast.Name) and node.value.id == "byhand"
+                and node.attr in CHECKS and id(node) not in self.call_funcs):
+            self.problem(node, f"uses byhand.{node.attr} as a value; call it directly")
+        self.generic_visit(node)
+
+    # -- imports ----------------------------------------------------------------
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if not _import_allowed(alias.name):
+                self.problem(node, f"imports {alias.name}, which pages do not use (the "
+                                   "allowed modules are listed in book/_ext/guard_lint.py)")
+            if alias.name == "byhand" and alias.asname not in (None, "byhand"):
+                self.problem(node, "imports byhand under another name")
+            bound = alias.asname or alias.name.split(".")[0]
+            self.modules[bound] = alias.name if alias.asname else bound
+            if alias.asname:
+                self._binds(node, alias.asname)
+            self.imported.add(bound)
+            self.report.imported.add(bound)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = "." * node.level + (node.module or "")
+        for alias in node.names:
+            full = f"{module}.{alias.name}"
+            allowed = node.level == 0 and not _forbidden(full) and (
+                _import_allowed(module) or _import_allowed(full))
+            if not allowed:
+                self.problem(node, f"imports {alias.name} from {module}, which pages do not use "
+                                   "(the allowed modules are listed in book/_ext/guard_lint.py)")
+            if alias.name == "*":
+                self.problem(node, f"imports * from {module}; name what you use")
+                continue
+            bound = alias.asname or alias.name
+            self.modules[bound] = full
+            if module == "byhand":
+                if alias.asname not in (None, alias.name):
+                    self.problem(node, f"imports byhand's {alias.name} as {alias.asname}; "
+                                       "keep byhand's names")
+            else:
+                self._binds(node, bound)
+            self.imported.add(bound)
+            self.report.imported.add(bound)
+
+    # -- bindings -----------------------------------------------------------------
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._targets(target)
+            self._grad_assignment(target, node.value)
+        # an alias of something imported (T = torch.Tensor) counts as imported
+        if isinstance(node.value, (ast.Name, ast.Attribute)):
+            root = _root(node.value)
+            if isinstance(root, ast.Name) and root.id in self.imported:
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        self.imported.add(target.id)
+        self.generic_visit(node)
+
+    def _grad_assignment(self, target: ast.AST, value: ast.AST) -> None:
+        if isinstance(target, ast.Attribute) and target.attr == "grad":
+            if not (isinstance(value, ast.Constant) and value.value is None):
+                self.problem(target, "assigns to .grad; a check's reference must be what "
+                                     "autograd computed (only '.grad = None' resets it)")
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._targets(node.target)
+        if isinstance(node.target, ast.Attribute) and node.target.attr == "grad":
+            self.problem(node, "changes a .grad in place: a check's reference must be what "
+                               "autograd computed")
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self._targets(node.target)
+        if node.value is not None:
+            self._grad_assignment(node.target, node.value)
+        self.generic_visit(node)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self._targets(target)
+        self.generic_visit(node)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self._targets(node.target)
+        self.generic_visit(node)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        for name in node.names:
+            self._binds(node, name)
+
+    visit_Nonlocal = visit_Global
+
+    def _function(self, node) -> None:
+        self._binds(node, node.name)
+        args = node.args
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if arg is not None:
+                self._binds(arg, arg.arg)
+        self.depth_def += 1
+        self.generic_visit(node)
+        self.depth_def -= 1
+
+    visit_FunctionDef = visit_AsyncFunctionDef = _function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._binds(node, node.name)
+        self.depth_def += 1
+        self.generic_visit(node)
+        self.depth_def -= 1
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+            self._binds(arg, arg.arg)
+        self.depth_def += 1
+        self.generic_visit(node)
+        self.depth_def -= 1
+
+    # -- control flow ----------------------------------------------------------
+    def _conditional(self, node, parts_unconditional=(), parts_conditional=()) -> None:
+        for name in parts_unconditional:
+            for child in _as_list(getattr(node, name)):
+                self.visit(child)
+        self.conditional += 1
+        for name in parts_conditional:
+            for child in _as_list(getattr(node, name)):
+                self.visit(child)
+        self.conditional -= 1
+
+    def visit_If(self, node: ast.If) -> None:
+        self._conditional(node, ("test",), ("body", "orelse"))
+
+    def visit_IfExp(self, node: ast.IfExp) -> None:
+        self._conditional(node, ("test",), ("body", "orelse"))
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> None:
+        self.visit(node.values[0])
+        self.conditional += 1
+        for value in node.values[1:]:
+            self.visit(value)
+        self.conditional -= 1
+
+    def visit_For(self, node) -> None:
+        self._targets(node.target)
+        self._conditional(node, ("iter", "body"), ("orelse",))
+
+    visit_AsyncFor = visit_For
+
+    def visit_While(self, node: ast.While) -> None:
+        self._conditional(node, ("test", "body"), ("orelse",))
+
+    def visit_With(self, node) -> None:
+        for item in node.items:
+            if item.optional_vars is not None:
+                self._targets(item.optional_vars)
+        self.generic_visit(node)
+
+    visit_AsyncWith = visit_With
+
+    def visit_Match(self, node) -> None:
+        self._conditional(node, ("subject",), ("cases",))
+
+    def _comprehension(self, node) -> None:
+        for generator in node.generators:
+            self._targets(generator.target)
+        self.conditional += 1
+        self.generic_visit(node)
+        self.conditional -= 1
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+    def visit_Try(self, node) -> None:
+        calls = [c for statement in node.body for c in ast.walk(statement) if isinstance(c, ast.Call)]
+        only_compare = bool(calls) and all(_chain(c.func)[-1:] == ["compare"] for c in calls)
+        for handler in node.handlers:
+            caught = _caught(handler.type)
+            swallowed = sorted(caught & SWALLOWING) or (["everything"] if handler.type is None else [])
+            if swallowed == ["GradientMismatch"] and only_compare:
+                # Collecting compare()'s verdicts (to claim that a check catches a bug) fakes
+                # no pass: compare() shows no ✓ and leaves no record.
+                swallowed = []
+            if swallowed:
+                self.problem(handler, f"catches {', '.join(swallowed)}, which would swallow a "
+                                      "failing check (catch the specific error you expect)")
+            if handler.name:
+                self._binds(handler, handler.name)
+        for statement in node.finalbody:
+            for inner in _walk_same_scope(statement):
+                if isinstance(inner, (ast.Return, ast.Break, ast.Continue)):
+                    self.problem(inner, "leaves a 'finally' block early, which swallows any "
+                                        "error (a failing check's too)")
+        self._conditional(node, ("finalbody",), ("body", "handlers", "orelse"))
+
+    visit_TryStar = visit_Try
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        self.generic_visit(node)
+
+    def visit_Raise(self, node: ast.Raise) -> None:
+        raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+        names = set(_chain(raised)) if raised is not None else set()
+        if names & {"GradientMismatch", "FalseClaim", "GradcheckError"}:
+            self.problem(node, "raises byhand's error by hand; a demonstration must fail a "
+                               "real check")
+        self.generic_visit(node)
+
+    # -- calls -------------------------------------------------------------------
+    def visit_Call(self, node: ast.Call) -> None:
+        self.call_funcs.add(id(node.func))
+        chain = _chain(node.func)
+        name = chain[-1] if chain else ""
+        direct = isinstance(node.func, ast.Name) or (
+            isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "byhand")
+        if direct and name in CHECKS:
+            self._check_call(node, name)
+        elif direct and name in self.owned:
+            self.report.calls.add(name)
+        if isinstance(node.func, ast.Name):
+            if node.func.id in FORBIDDEN_CALLS:
+                if node.func.id == "get_ipython" and "get_ipython" not in self.source:
+                    pass  # a magic, reported by _magic
+                else:
+                    self.problem(node, f"calls {node.func.id}(), which {FORBIDDEN_CALLS[node.func.id]}")
+            if node.func.id == "open":
+                self._open(node)
+            if node.func.id == "type" and len(node.args) == 3:
+                self.problem(node, "builds a class with type(name, bases, dict)")
+            if node.func.id == "getattr" and node.args and _chain(node.args[0])[:1] == ["byhand"]:
+                self.problem(node, "reads byhand's names with getattr(); import them")
+        if isinstance(node.func, ast.Attribute):
+            self._method(node, chain)
+        self._magic(node)
+        self.generic_visit(node)
+
+    def _check_call(self, node: ast.Call, name: str) -> None:
+        self.report.calls.add(name)
+        if self.depth_def == 0 and name in RECORDED:
+            if self.conditional:
+                self.problem(node, f"calls {name}() where it may not run (under an if, a "
+                                   "try, a comprehension, an 'and'/'or'): a check runs "
+                                   "whenever its cell runs")
+            else:
+                self.report.recorded_calls += 1
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                self.problem(node, f"passes **keywords to {name}(); write each one out")
+            elif keyword.arg in TOLERANCE_BOUNDS:
+                bound = TOLERANCE_BOUNDS[keyword.arg]
+                value = keyword.value
+                if not (isinstance(value, ast.Constant) and isinstance(value.value, (int, float))
+                        and not isinstance(value.value, bool) and 0 <= value.value <= bound):
+                    self.problem(node, f"passes {keyword.arg}={ast.unparse(value)} to {name}(); "
+                                       f"a tolerance is a number written out, at most {bound:g}")
+        if any(isinstance(arg, ast.Starred) for arg in node.args):
+            self.problem(node, f"passes *arguments to {name}(); write them out")
+        if name in ("check", "compare") and node.args and isinstance(node.args[0], ast.Dict):
+            for key, value in zip(node.args[0].keys, node.args[0].values):
+                if isinstance(value, ast.Tuple) and len(value.elts) == 2:
+                    manual, reference = value.elts
+                    if ast.dump(manual) == ast.dump(reference):
+                        label = ast.unparse(key) if key is not None else "a quantity"
+                        self.problem(node, f"{name}() compares {label} with itself "
+                                           f"({ast.unparse(manual)})")
+
+    def _method(self, node: ast.Call, chain: list[str]) -> None:
+        method = node.func.attr  # type: ignore[union-attr]
+        if HOOK.match(method):
+            self.problem(node, f"calls .{method}(), which can change what autograd puts in "
+                               ".grad (a check's reference)")
+        if "grad" in chain[:-1] and method.endswith("_") and method != "zero_":
+            self.problem(node, f"changes a .grad in place (.{method}); a check's reference "
+                               "must be what autograd computed")
+        if method in ("filterwarnings", "simplefilter"):
+            action = node.args[0] if node.args else next(
+                (k.value for k in node.keywords if k.arg == "action"), None)
+            if not (isinstance(action, ast.Constant) and action.value in ("error", "always", "default")):
+                self.problem(node, f"calls warnings.{method}() to silence warnings; the build "
+                                   "treats a warning as an error, so fix its cause")
+        if method == "set_default_dtype":
+            self.problem(node, "sets the default dtype: start_chapter() sets float64, so that "
+                               "a check's tolerance measures the formula; a float32 section "
+                               "passes dtype= to its tensors")
+        if method in ("write_text", "write_bytes", "unlink", "rmdir", "touch", "symlink_to",
+                      "hardlink_to"):
+            self.problem(node, f"calls .{method}(): a page does not change files")
+
+    def _open(self, node: ast.Call) -> None:
+        mode = node.args[1] if len(node.args) > 1 else next(
+            (k.value for k in node.keywords if k.arg == "mode"), ast.Constant("r"))
+        if not (isinstance(mode, ast.Constant) and isinstance(mode.value, str)
+                and not set(mode.value) & set("wax+")):
+            self.problem(node, "opens a file for writing: a page does not change files")
+
+    def _magic(self, node: ast.Call) -> None:
+        if not (isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call)
+                and isinstance(node.func.value.func, ast.Name)
+                and node.func.value.func.id == "get_ipython"):
+            return
+        kind = node.func.attr
+        name = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else "?"
+        if kind == "run_cell_magic" and name not in MAGIC_ALLOWED:
+            self.problem(node, f"uses the cell magic %%{name}, which can skip, capture or "
+                               "rewrite the cell's code; write plain Python")
+        elif kind == "run_line_magic" and name not in MAGIC_ALLOWED:
+            self.problem(node, f"uses the magic %{name}; write plain Python")
+        elif kind in ("system", "getoutput"):
+            self.problem(node, "runs a shell command (!); write plain Python")
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _caught(node: ast.AST | None) -> set[str]:
+    if node is None:
+        return set()
+    if isinstance(node, ast.Tuple):
+        return set().union(*(_caught(e) for e in node.elts))
+    chain = _chain(node)
+    return {chain[-1]} if chain else {"?"}
+
+
+def _walk_same_scope(node: ast.AST):
+    """``ast.walk`` that does not enter nested functions, classes or loops' own scope."""
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, (ast.For, ast.While)) and isinstance(child, (ast.Break, ast.Continue)):
+            continue
+        yield from _walk_same_scope(child)
+
+
+def python_source(source: str) -> str:
+    """A cell's IPython source as plain Python (magics become get_ipython() calls)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+def lint_code(source: str, owned: set[str] | None = None, imported: set[str] = frozenset()) -> CodeReport:
+    """The problems in one code cell's source, and how many records it must leave."""
+    owned = byhand_names() if owned is None else owned
+    try:
+        tree = ast.parse(python_source(source))
+    except SyntaxError as err:
+        report = CodeReport()
+        report.problems.append(f"line {err.lineno}: is not valid Python ({err.msg})")
+        return report
+    linter = _Linter(owned, set(imported), source)
+    linter.visit(tree)
+    linter.report.problems = list(dict.fromkeys(linter.report.problems))
+    return linter.report
+
+
+def recorded_calls(source: str) -> int:
+    """How many check/fd_check/claim calls a cell makes at its top level: each leaves at
+    least one record in the cell's outputs when it passes (one per loop run)."""
+    return lint_code(source, owned=set()).recorded_calls
+
+
+# --- a whole page -----------------------------------------------------------------------
+
+
+def page_problems(
+    page: Path,
+    name: str | None = None,
+    config: MdParserConfig | None = None,
+    metadata_key: str = "mystnb",
+    cell_metadata_key: str = "mystnb",
+    owned: set[str] | None = None,
+) -> list[str]:
+    """Every door :mod:`guard_lint` knows of that ``page`` opens, as sentences naming it."""
+    name = name or page.name
+    text = page.read_text(encoding="utf-8")
+    config = config or md_config()
+    fences = code_cell_fences(text, config)
+    found = [
+        f"{name}:{f.line}: a {{code-cell}} inside {f.where} never runs (myst-nb executes "
+        "top-level cells only); move it out, tagged hide-cell to fold it"
+        for f in fences
+        if not f.runs
+    ]
+    if not fences or not is_myst_markdown_notebook(text):
+        return found  # no cells, or no header: guard.problems says so
+    try:
+        notebook = read_myst_markdown_notebook(text, config, add_source_map=True, path=page)
+    except Exception as err:  # noqa: BLE001 - myst-nb's reader errors have no common base
+        return [*found, f"{name}: myst-nb cannot read it: {err}"]
+    found += [f"{name}: {p}" for p in front_matter_problems(dict(notebook.metadata), metadata_key)]
+    owned = byhand_names() if owned is None else owned
+    lines = notebook.metadata.get("source_map", [])
+    cells = [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+    imported: set[str] = set()
+    calls: set[str] = set()
+    text_lines = text.splitlines()
+    for number, (index, cell) in enumerate(cells, 1):
+        fence = lines[index] if index < len(lines) else 0  # 1-based line of the fence
+        start = _body_start(text_lines, fence, cell.source)
+        found += [f"{name}:{fence}: {p}" for p in cell_option_problems(cell, number, cell_metadata_key)]
+        report = lint_code(cell.source, owned, imported)
+        imported |= report.imported
+        calls |= report.calls
+        for problem in report.problems:
+            match = re.match(r"line (\d+): (.*)", problem, re.S)
+            line, rest = (start + int(match[1]), match[2]) if match else (start, problem)
+            found.append(f"{name}:{line}: code cell {number} {rest}")
+        if number == 1 and "start_chapter" not in report.calls:
+            found.append(
+                f"{name}:{fence}: code cell 1 does not call start_chapter(...), which names "
+                "the page in errors, seeds and sets float64"
+            )
+    if not calls & set(CHECKS):
+        found.append(f"{name} has code cells but no check(...), fd_check(...) or claim(...) call")
+    return found
+
+
+def _body_start(lines: list[str], fence: int, source: str) -> int:
+    """The line before a cell's first line of code (after its options), 1-based, so that
+    code line n is page line ``_body_start + n``."""
+    first = source.splitlines()[0] if source.strip() else None
+    for index in range(fence, min(fence + 60, len(lines))):
+        if first is not None and lines[index] == first:
+            return index
+    return fence
+
+
+def stray_files(book: Path) -> list[str]:
+    """Files in ``book/`` that would shadow a module every page imports, or a page."""
+    found = []
+    for path in sorted(book.glob("*.py")):
+        if path.name != "byhand.py":
+            found.append(
+                f"{path.relative_to(book.parent).as_posix()}: pages run with book/ as their "
+                "working directory, so this module would shadow any module of that name "
+                "(helpers belong in book/byhand.py)"
+            )
+    for path in sorted(book.glob("*.ipynb")):
+        if path.with_suffix(".md").is_file():
+            found.append(
+                f"{path.relative_to(book.parent).as_posix()} sits beside "
+                f"{path.with_suffix('.md').name}, and Sphinx could build either; delete it"
+            )
+    return found
+

@@ -1,0 +1,252 @@
+"""What the build checks after the pages ran: the guard's own record of execution.
+
+``guard_lint`` refuses, before anything runs, the doors it can see in a page. This module
+checks the result, so that a door the lint missed still cannot turn a failing check into
+a green build. From myst-nb's record of each page's execution and the executed notebook
+it wrote (``_build/jupyter_execute/<page>.ipynb``), for every TOC page with code cells:
+
+* the page was executed, in the book's execution mode, and succeeded;
+* every non-empty code cell ran (none was skipped);
+* every cell tagged ``raises-exception`` raised, and raised the type it declares
+  (``GradientMismatch`` unless its options say ``raises: ...``); no other cell raised;
+* every ``check``, ``fd_check`` and ``claim`` call at a cell's top level left its record
+  (byhand's ``output.metadata["byhand"]``) in the cell's outputs: a call that was
+  switched off leaves none;
+* the page ran in the book's kernel.
+
+It also counts those records for the page badge. The functions are pure (a notebook and
+a dict in, sentences out) so that the tests can feed them broken inputs; ``guard.py``
+calls them from Sphinx. Where they read myst-nb's or byhand's internals and the shape
+is not what they expect, they raise :class:`InternalsChanged` instead of checking
+nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from html import escape
+
+import guard_lint
+
+RECORD_KEY = "byhand"  # book/byhand.py RECORD_KEY
+RECORD_KINDS = ("check", "fd_check", "claim")
+EXEC_KEYS = ("succeeded", "method", "error", "traceback", "runtime", "mtime")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class InternalsChanged(RuntimeError):
+    """myst-nb, nbclient or byhand no longer stores what the guard reads."""
+
+    def __init__(self, what: str):
+        super().__init__(
+            f"myst-nb internals changed: {what}. The build guard (book/_ext/guard_run.py) "
+            "reads them to prove every page ran; update it to the new layout rather than "
+            "let it check nothing."
+        )
+
+
+def exec_record(exec_data: object) -> dict | None:
+    """myst-nb's record of one page's execution (``env.nb_metadata[doc]["exec_data"]``)."""
+    if exec_data is None:
+        return None
+    if not isinstance(exec_data, dict) or not set(EXEC_KEYS) <= set(exec_data):
+        keys = sorted(exec_data) if isinstance(exec_data, dict) else type(exec_data).__name__
+        raise InternalsChanged(f"a page's exec_data has {keys}, not {list(EXEC_KEYS)}")
+    return exec_data
+
+
+def error_line(traceback: str | None) -> str:
+    """The ``SomeError: message`` line of a traceback (the last one that looks like it)."""
+    lines = [ANSI.sub("", line).strip() for line in (traceback or "").splitlines()]
+    errors = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Mismatch|Claim)\b", line)]
+    return errors[-1] if errors else (lines[-1] if lines else "unknown error")
+
+
+def records(cell) -> list[dict]:
+    """byhand's records in one executed cell's outputs, checked for shape."""
+    found = []
+    for output in cell.get("outputs", []):
+        record = (output.get("metadata") or {}).get(RECORD_KEY)
+        if record is None:
+            continue
+        if not (
+            isinstance(record, dict)
+            and record.get("kind") in RECORD_KINDS
+            and isinstance(record.get("quantities"), list)
+            and isinstance(record.get("torch"), str)
+        ):
+            raise InternalsChanged(
+                f"a byhand record reads {record!r}; expected "
+                "{'kind': 'check'|'fd_check'|'claim', 'quantities': [...], 'torch': '...'}"
+            )
+        found.append(record)
+    return found
+
+
+def _code(notebook) -> list:
+    cells = notebook.get("cells")
+    if not isinstance(cells, list):
+        raise InternalsChanged("an executed notebook has no list of cells")
+    code = [c for c in cells if c.get("cell_type") == "code"]
+    for cell in code:
+        if "outputs" not in cell or "execution_count" not in cell:
+            raise InternalsChanged("an executed code cell has no 'outputs' or 'execution_count'")
+    return code
+
+
+def _errors(cell) -> list[dict]:
+    errors = [o for o in cell["outputs"] if o.get("output_type") == "error"]
+    for error in errors:
+        if "ename" not in error:
+            raise InternalsChanged("an error output has no 'ename'")
+    return errors
+
+
+def page_problems(exec_data: dict | None, notebook, mode: str = "force") -> list[str]:
+    """Everything wrong with one page's execution, as sentences (the caller names the page)."""
+    run = exec_record(exec_data)
+    if run is None:
+        return ["has code cells but was not executed (myst-nb has no record of running it)"]
+    found = []
+    if run["method"] != mode:
+        found.append(f"was executed in {run['method']!r} mode, not the book's {mode!r}")
+    if not run["succeeded"]:
+        found.append(f"failed: {error_line(run['traceback'])}")
+    if notebook is None:
+        raise InternalsChanged("myst-nb ran a page but wrote no executed notebook for it")
+    kernel = (notebook.get("metadata", {}).get("kernelspec") or {}).get("name")
+    if kernel != guard_lint.KERNEL:
+        found.append(f"ran in the kernel {kernel!r}, not {guard_lint.KERNEL!r}")
+    succeeded = bool(run["succeeded"])
+    code = _code(notebook)
+    ran_cells = [n for n, c in enumerate(code, 1) if c["execution_count"] is not None]
+    stopped_at = None if succeeded or not ran_cells else ran_cells[-1]
+    for number, cell in enumerate(code, 1):
+        ran = cell["execution_count"] is not None
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        if not ran:
+            if succeeded and source.strip():
+                found.append(f"code cell {number} never ran")
+            continue
+        errors = _errors(cell)
+        raised = errors[0]["ename"] if errors else None
+        if "raises-exception" in guard_lint.tags(cell):
+            allowed = guard_lint.declared_raises(cell)
+            if raised is None:
+                found.append(
+                    f"code cell {number} is tagged raises-exception but did not raise: a "
+                    "demonstration of a wrong formula must really fail its check"
+                )
+            elif raised not in allowed:
+                found.append(
+                    f"code cell {number} should fail with {' or '.join(allowed)} but raised "
+                    f"{raised}: {ANSI.sub('', str(errors[0].get('evalue', '')))[:200]}"
+                    + ("" if raised in guard_lint.UNDECLARABLE else
+                       f" (if that is the point, declare it: 'raises: {raised}' in the cell's options)")
+                )
+            continue
+        if raised is not None:
+            if succeeded:
+                found.append(f"code cell {number} raised {raised} and the page went on")
+            continue
+        if number == stopped_at:
+            continue  # execution stopped in this cell (a timeout, a dead kernel)
+        expected = guard_lint.recorded_calls(source)
+        got = len(records(cell))
+        if got < expected:
+            found.append(
+                f"code cell {number} calls check/fd_check/claim {expected} time(s) but its "
+                f"outputs hold {got} record(s) ('{RECORD_KEY}' in the output metadata): a "
+                "check that leaves no record did not run (or byhand's record format changed)"
+            )
+    return found
+
+
+# --- the badge ------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What one page checked, from its records."""
+
+    autograd: int = 0  # gradients compared with autograd by check()
+    other: int = 0  # other results compared with a second computation by check()
+    fd: int = 0  # backward passes compared with finite differences by fd_check()
+    claims: int = 0  # sentences about PyTorch asserted by claim()
+    torch: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.autograd + self.other + self.fd + self.claims
+
+
+def tally(notebook) -> Tally:
+    count = Tally()
+    versions = []
+    for cell in _code(notebook):
+        for record in records(cell):
+            n = len(record["quantities"])
+            if record["kind"] == "check" and record.get("reference") == "autograd":
+                count.autograd += n
+            elif record["kind"] == "check":
+                count.other += n
+            elif record["kind"] == "fd_check":
+                count.fd += n
+            else:
+                count.claims += n
+            versions.append(record["torch"])
+    count.torch = tuple(dict.fromkeys(versions))
+    return count
+
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+
+
+def build_date(executed_at: float | None = None) -> datetime:
+    """When the page was built: ``SOURCE_DATE_EPOCH`` if set (reproducible builds), else
+    when myst-nb executed it."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+    if executed_at is not None:
+        return datetime.fromtimestamp(executed_at, tz=timezone.utc)
+    return datetime.now(timezone.utc)
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def badge_text(count: Tally, when: datetime) -> str:
+    """``✓ 27 gradients checked against autograd and 4 statements about PyTorch asserted
+    when this page was built · PyTorch 2.13.0 · 2 December 2026``."""
+    parts = []
+    if count.autograd:
+        parts.append(_n(count.autograd, "gradient", "gradients") + " checked against autograd")
+    if count.other:
+        parts.append(_n(count.other, "other result", "other results")
+                     + " checked against a second computation")
+    if count.fd:
+        parts.append(_n(count.fd, "backward pass", "backward passes")
+                     + " checked against finite differences")
+    if count.claims:
+        parts.append(_n(count.claims, "statement", "statements") + " about PyTorch asserted")
+    what = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    versions = ", ".join(v.split("+")[0] for v in count.torch)
+    day = f"{when.day} {MONTHS[when.month - 1]} {when.year}"
+    return f"✓ {what} when this page was built · PyTorch {versions} · {day}"
+
+
+def badge_html(count: Tally, when: datetime) -> str:
+    text = badge_text(count, when)
+    mark, what, torch_part, day = re.match(r"(✓) (.*) · (PyTorch .*) · (.*)$", text).groups()
+    return (
+        f'<p class="byhand-badge"><span class="byhand-badge-mark" aria-hidden="true">{mark}</span> '
+        f'{escape(what)} <span class="byhand-badge-meta">· {escape(torch_part)} · '
+        f'<time datetime="{when:%Y-%m-%d}">{escape(day)}</time></span></p>'
+    )
