@@ -279,7 +279,7 @@ ALLOWED_IMPORTS = {
     "byhand", "torch", "numpy", "matplotlib", "sklearn", "math", "cmath", "random",
     "time", "itertools", "functools", "collections", "dataclasses", "typing",
     "statistics", "string", "textwrap", "operator", "fractions", "decimal", "warnings",
-    "platform", "struct", "IPython.display", "myst_nb",
+    "platform", "struct", "re", "IPython.display", "myst_nb",
 }  # fmt: skip
 # Parts of torch that replace operators, kernels or dispatch under a check.
 FORBIDDEN_TORCH = ("torch.library", "torch.overrides", "torch.utils._python_dispatch",
