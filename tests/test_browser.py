@@ -355,6 +355,24 @@ def test_self_contained(site, visit, page):
     check_math(site, page, v.page.evaluate(MATH_STATE))
 
 
+# --- the cheat sheet on paper -------------------------------------------------------------
+@pytest.mark.parametrize("paper", ["A4", "Letter"])
+def test_cheatsheet_prints_on_one_side(site, visit, paper):
+    """The cheat sheet is one printable page, and its formulas print in the text's weight:
+    MathJax's glyphs carry a zero-width stroke, which a PDF draws as a hairline round every
+    glyph (bold math in PDF viewers) unless the print stylesheet drops it."""
+    v = visit(site.url("book/cheatsheet.html"))
+    v.page.emulate_media(media="print")
+    stroked = v.page.evaluate(
+        """() => [...document.querySelectorAll('mjx-container svg [stroke-width="0"]')]
+            .filter(g => getComputedStyle(g).stroke !== 'none').length"""
+    )
+    assert stroked == 0, f"cheat sheet, print: {stroked} math glyph groups keep their hairline stroke"
+    pdf = v.page.pdf(format=paper, print_background=True)
+    sides = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert sides == 1, f"the cheat sheet prints on {sides} sides of {paper}, not one"
+
+
 # --- site features ------------------------------------------------------------------------
 @pytest.mark.parametrize("word", ["unsqueeze"])
 def test_search_finds(site, visit, word):
