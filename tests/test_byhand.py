@@ -473,21 +473,22 @@ def test_paths_figure_shows_every_value_and_ships_the_checked_tensors():
 
 
 def test_paths_figure_reads_without_javascript():
-    """The default selection, W[1,1], is in the markup: its column of X and of G, its
-    gradient and its sum, with values."""
+    """The first selection, the weight with the largest gradient, is in the markup: its
+    column of X and of G, its gradient and its sum, with values."""
     X, W, b, G = layer()
     markup = paths_figure(X, W, b, G, grads=layer_grads(X, W, b, G)).markup
+    i, j = divmod(int(W.grad.abs().argmax()), 2)
     marked = dict(re.findall(r'data-k="([^"]+)"[^>]*class="(bh-[a-z]+)"', markup))
-    assert marked == {"W:1:1": "bh-sel", "dW:1:1": "bh-res",
-                      **{f"X:{n}:1": "bh-path" for n in range(4)}, **{f"G:{n}:1": "bh-path" for n in range(4)}}
+    assert marked == {f"W:{i}:{j}": "bh-sel", f"dW:{i}:{j}": "bh-res",
+                      **{f"X:{n}:{i}": "bh-path" for n in range(4)}, **{f"G:{n}:{j}": "bh-path" for n in range(4)}}
     readout = re.search(r'<p class="bh-readout" aria-live="polite">([^<]*)</p>', markup).group(1)
     terms = " + ".join(f"({t})" if t.startswith("−") else t
-                       for t in (byhand._fmt(X[n, 1].item() * G[n, 1].item()) for n in range(4)))
-    assert readout == f"∂L/∂W[1,1] = Σ_n X[n,1]·G[n,1] = {terms} = {byhand._fmt(W.grad[1, 1].item())}"
+                       for t in (byhand._fmt(X[n, i].item() * G[n, j].item()) for n in range(4)))
+    assert readout == f"∂L/∂W[{i},{j}] = Σ_n X[n,{i}]·G[n,{j}] = {terms} = {byhand._fmt(W.grad[i, j].item())}"
     assert f'{FIGURE_MARK}="paths"' in markup
     # one tabbable cell per selectable matrix (X, W, b), in ARIA grids
     assert markup.count('role="grid"') == 3 and markup.count('tabindex="0"') == 3
-    assert markup.count('aria-selected="true"') == 1
+    assert markup.count('aria-selected="true"') == 1 and f'data-k="W:{i}:{j}"' in markup
 
 
 def test_paths_figure_has_a_selection_for_every_element_of_X_W_and_b():
@@ -567,12 +568,23 @@ def test_sum_figure_ends_at_X_transpose_G():
     shown = cell_texts(fig.markup, "r")
     assert shown == {f"r:{i}:{j}": byhand._fmt((X.t() @ G)[i, j].item()) for i in range(3) for j in range(2)}
     readout = re.search(r'<p class="bh-readout" aria-live="polite">([^<]*)</p>', fig.markup).group(1)
-    assert "Samples 0 to 3 added, all 4: this running sum is exactly X.t() @ G" in readout
+    exact = torch.equal(running[-1], (X.t() @ G).detach())
+    assert f"Samples 0 to 3 added, all 4: this running sum is {'exactly ' if exact else ''}X.t() @ G" in readout
     assert '<label for="' in fig.markup and ">samples 0 to n added</label>" in fig.markup
     assert 'min="0" max="3"' in fig.markup and 'value="3"' in fig.markup
     steps = data["steps"]
     assert len(steps) == 4 and "X.t() @ G" not in html_module.unescape(steps[2]["readout"]).replace("not yet X.t() @ G", "")
     assert steps[0]["valuetext"] == "samples 0 to 0 added" and steps[1]["out"] == "n = 1"
+
+
+def test_sum_figure_says_exactly_only_when_bit_for_bit():
+    X, W, b, G = layer()
+    running = (X.unsqueeze(-1) * G.unsqueeze(1)).cumsum(0).detach()
+    nudged = running.clone()
+    nudged[-1] = torch.nextafter(running[-1], torch.full_like(running[-1], 10.0))  # one ulp up
+    fig = sum_figure(X, G, running=nudged, grads={"dL/dW": (X.t() @ G, W.grad)})
+    end = island(fig.markup)["steps"][-1]["readout"]
+    assert "exactly" not in end and "X.t() @ G, up to rounding in the last digits" in end
 
 
 def test_sum_figure_refuses_a_wrong_running_sum():
