@@ -244,6 +244,24 @@ def test_no_layout_shift(site, visit, device):
     assert result["shifts"] == 0, f"{device}: layout shifts inside the figures while the page loaded"
 
 
+def test_the_chapter_does_not_shift_as_it_loads(site, browser):
+    """A first visit on a slow phone (no theme chosen yet, CPU slowed down as Lighthouse
+    does): nothing on the page moves while it loads, the figures included (CLS 0)."""
+    context = browser.new_context(**TOUCH)
+    try:
+        page = context.new_page()
+        context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": 4})
+        page.add_init_script(
+            "window.loadShifts = []; new PerformanceObserver((l) => window.loadShifts.push("
+            "...l.getEntries().map((e) => e.value))).observe({type: 'layout-shift', buffered: true});"
+        )
+        page.goto(site.url(PAGE), wait_until="load")
+        page.wait_for_timeout(1000)
+        assert page.evaluate("window.loadShifts") == []
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("mode", ["light", "dark"])
 def test_selected_states_pass_axe_in_both_themes(site, visit, mode):
     """axe-core on the figures in a selected state (test_browser checks the default state
