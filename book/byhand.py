@@ -611,7 +611,7 @@ def _need_shape(figure: str, name: str, t: torch.Tensor, shape: tuple[int, ...])
 
 
 def _table(key: str, caption: str, values: list, rows: str | None, cols: str,
-           texts: list | None = None, grid: bool = False, classes: Mapping[str, str] = {},
+           texts: list | None = None, grid: bool = False, classes: Mapping[str, str] | None = None,
            focus: tuple[int, int] | None = None, row_classes: Mapping[int, str] | None = None) -> str:
     """One matrix as a table: headers ``n=0``…, one ``<td data-k="X:n:i">`` per element
     with its full value in ``data-v``; ``grid``: a selectable ARIA grid (roving tabindex);
@@ -628,7 +628,7 @@ def _table(key: str, caption: str, values: list, rows: str | None, cols: str,
         for c, v in enumerate(row):
             k = f"{key}:{r}:{c}"
             attrs = f' data-k="{k}" data-v="{v!r}"'
-            cls = classes.get(k, "")
+            cls = (classes or {}).get(k, "")
             if cls:
                 attrs += f' class="{cls}"'
             if grid:
@@ -756,7 +756,7 @@ def paths_figure(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, G: to
     pick = "W, X or b" if b is not None else "W or X"
     markup = (
         f'<figure class="bh-fig bh-paths" {FIGURE_MARK}="paths" id="{uid}" style="--bh-slots:{slots}">'
-        f'<p class="bh-hint">Point at, tap or focus an element of {pick} '
+        f'<p class="bh-hint pst-js-only">Point at, tap or focus an element of {pick} '
         "(Tab reaches each matrix; the arrow keys move inside it).</p>"
         f'<div class="bh-mats">{"".join(mats)}</div>'
         f'<div class="bh-panel"><p class="bh-why">{s["why"]}</p>'

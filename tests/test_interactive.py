@@ -119,6 +119,9 @@ def test_keyboard_reaches_the_figure_and_arrow_keys_move_the_selection(chapter):
     page.keyboard.press("Tab")
     s = page.evaluate(STATE, PATHS)
     assert s["focused"] == d["start"] and s["sel"] == [d["start"]]
+    _, i, j = d["start"].split(":")
+    assert sorted(s["path"]) == sorted([f"X:{n}:{i}" for n in range(len(X))] + [f"G:{n}:{j}" for n in range(len(X))])
+    assert s["res"] == [f"dW:{i}:{j}"]
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("Tab")
     s = page.evaluate(STATE, PATHS)
@@ -298,6 +301,7 @@ def test_figures_read_without_javascript(site, visit):
     assert page.locator(f"{PATHS} td.bh-sel").count() == 1
     assert "this running sum is exactly X.t() @ G" in page.locator(f"{SUM} .bh-readout").text_content()
     assert not page.locator(f"{SUM} input[type=range]").is_visible()
+    assert not page.locator(f"{PATHS} .bh-hint").is_visible()
 
 
 def test_only_the_chapter_with_figures_loads_their_script(site):

@@ -218,6 +218,10 @@ def test_pages_load_what_they_need(themed):
 def test_only_pages_with_a_figure_load_its_script(themed):
     """byhand-figures.js (chapter 2's interactive figures) loads, deferred, on a page with a
     figure, and nowhere else: not on a page that mentions the attribute in its text."""
+    import byhand
+    import pages
+
+    assert pages.FIGURE_MARK == byhand.FIGURE_MARK, "the helper and the extension agree on the mark"
     script = re.compile(r'<script defer="defer" src="_static/byhand-figures\.js(\?v=[0-9a-f]+)?"></script>')
     assert len(script.findall(themed.page("figure"))) == 1
     for page in ("maths", "quoted", "index"):
