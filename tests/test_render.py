@@ -85,6 +85,9 @@ def themed(tmp_path_factory) -> Built:
             "See {eq}`eq-g`. Again $X^\\top G$, the same glyphs.\n\n"
             "## Section with $W$\n\nText.\n"
         ),
+        # an interactive figure as book/byhand.py writes it, and a page that only quotes its mark
+        "figure": '# Figure\n\n```{raw} html\n<figure class="bh-fig" data-byhand-figure="sum"></figure>\n```\n',
+        "quoted": "# Quoted\n\nThe attribute `data-byhand-figure` marks a figure.\n",
     }
     built = build(tmp_path_factory.mktemp("themed"), pages, theme="sphinx_book_theme")
     assert built.error is None, built.log[-3000:]
@@ -210,6 +213,19 @@ def test_pages_load_what_they_need(themed):
     assert page.count("search-button-field") == 1, "one search field, not two"
     assert 'aria-label="Toggle hidden content"' not in page
     assert 'role="complementary"' in page
+
+
+def test_only_pages_with_a_figure_load_its_script(themed):
+    """byhand-figures.js (chapter 2's interactive figures) loads, deferred, on a page with a
+    figure, and nowhere else: not on a page that mentions the attribute in its text."""
+    import byhand
+    import pages
+
+    assert pages.FIGURE_MARK == byhand.FIGURE_MARK, "the helper and the extension agree on the mark"
+    script = re.compile(r'<script defer="defer" src="_static/byhand-figures\.js(\?v=[0-9a-f]+)?"></script>')
+    assert len(script.findall(themed.page("figure"))) == 1
+    for page in ("maths", "quoted", "index"):
+        assert "byhand-figures.js" not in themed.page(page), page
 
 
 # --- a page never loads from another host --------------------------------------------------

@@ -13,7 +13,9 @@
 * ``html-page-context`` chooses the page's scripts and stylesheets: sphinx-thebe's are
   dropped (live code is off; the launch buttons are plain links), and every script is
   deferred, so none delays the first paint. ``documentation_options.js`` is inlined
-  instead (the inline snippets after it use its global at once).
+  instead (the inline snippets after it use its global at once). A page with an
+  interactive figure (``data-byhand-figure``, from book/byhand.py) also loads
+  ``byhand-figures.js``; no other page does.
 * One stylesheet per page instead of ten (one of which ``@import``s another): each is
   render-blocking, and on HTTP/1.1, as Lighthouse measures locally, the chain cost half a
   second of first paint. The theme's and the page's stylesheets are concatenated, in
@@ -50,6 +52,10 @@ ICON_FONTS = ("fa-solid-900", "fa-brands-400")
 ICON_FONT_DIR = "_static/vendor/fontawesome/webfonts"
 DROPPED_CSS = ("sphinx-thebe.css",)
 INLINED_JS = "documentation_options.js"
+# Interactive figures (book/byhand.py marks each with this attribute): their script is
+# loaded by the pages that have one, and only by them.
+FIGURE_MARK = "data-byhand-figure"
+FIGURE_JS = "_static/byhand-figures.js"
 
 
 THEMES = ("sphinx_book_theme", "pydata_sphinx_theme")  # what the templates override
@@ -179,6 +185,8 @@ def select_assets(app: Sphinx, pagename: str, templatename: str, context: dict, 
         else:
             attrs["defer"] = "defer"
             chosen.append(_JavaScript(js.filename, priority=js.priority, **attrs))
+    if f'{FIGURE_MARK}="' in context.get("body", ""):  # an attribute, not code quoting it
+        chosen.append(_JavaScript(FIGURE_JS, defer="defer"))
     context["script_files"] = chosen
 
 
