@@ -1,71 +1,511 @@
 """Execute one page the way the build does, and say what failed: the fast inner loop.
 
 ``python scripts/run_chapter.py book/02-batched-backprop.md`` runs the page's code cells
-in a fresh kernel with ``book/`` as the working directory (as myst-nb does), then prints
+the way the build does (same cell reader as myst-nb, ``book/`` as working directory, a cell
+that raises stops the page unless it is tagged ``raises-exception``), then prints
 
-* every cell that raised although it is not tagged ``raises-exception`` (the build would
+* the cell that raised although it is not tagged ``raises-exception`` (the build would
   fail there), with its error line;
 * every ``raises-exception`` cell that did not raise (the build would fail there too);
 * how many quantities passed ``check``, ``fd_check`` and ``claim``.
 
-Exits non-zero when the build would fail on this page. It does not render HTML; run
-``scripts/build_book.py`` for that.
+``--exercises`` also runs the page without its ``solution`` cells: every ``exercise-check``
+cell must then fail with ``GradientMismatch`` (tests/test_exercises.py). ``--mutations``
+also applies each of the page's broken-gradient mutations (``tests/mutations/<page>.yml``)
+and requires the page to fail with the ``GradientMismatch`` that names the quantity (or
+the ``FalseClaim`` that names the sentence) (tests/test_broken_gradients.py). ``make check
+CHAPTER=...`` runs all three.
+
+How it is fast: ``scripts/fork_kernel.py`` executes the page once, in one process, and
+forks a child at the first cell a mutation (or the removal of the solutions) changes; the
+child runs the changed cells from there. Nothing is executed twice, and no Jupyter kernel
+or Sphinx build is started. The tests prove that it agrees with the real build
+(tests/test_broken_gradients.py builds a mutated page for real and compares), and the
+runner refuses, with an error, what it cannot reproduce faithfully (page-level execution
+settings, another kernel, threads alive at a fork).
+
+Exits non-zero when the build would fail on this page (or a mutation is not caught, or a
+stub passes its check). It does not render HTML; run ``scripts/build_book.py`` for that.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import jupytext
-from nbclient import NotebookClient
+import nbformat
+import project
+import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book"))
-from byhand import RECORD_KEY  # noqa: E402
+ROOT = project.ROOT
+MUTATIONS = ROOT / "tests" / "mutations"
+ENGINE = Path(__file__).resolve().parent / "fork_kernel.py"
+# Forking is only safe without thread pools: every BLAS/OpenMP runtime torch, numpy and
+# scikit-learn may load runs single-threaded in the runner (results agree with the build's
+# to rounding; the checks' float64 tolerances are far wider).
+SINGLE_THREADED = {
+    name: "1"
+    for name in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+    )
+}
+# What an ipykernel sets before the page runs (ipykernel/kernelapp.py): figures are shown
+# by matplotlib's inline backend.
+KERNEL_ENV = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+# Run once before the page (fork_kernel.Runner.warm_up): a page's first check imports
+# sympy (through torch.unravel_index), and its first failing check formats IPython's first
+# traceback; each costs about a second, which every child forked before that point would
+# otherwise pay again. Neither draws random numbers, changes a default or binds a name.
+WARMUP = """
+import torch
+import byhand
+byhand.compare({"warm-up": (torch.zeros(2), torch.zeros(2))})
+"""
+WARMUP_CELL = (
+    '__import__("byhand").compare({"warm-up": '
+    '(__import__("torch").zeros(2), __import__("torch").ones(2))})'
+)
 
 
-def run(page: Path, timeout: int = 120) -> tuple[list[str], dict[str, int], float]:
-    """Execute ``page``; return (problems, counts of checked things, seconds)."""
-    notebook = jupytext.read(page, fmt="md:myst")
+class CannotSimulate(RuntimeError):
+    """The page does something the runner cannot reproduce faithfully: use a real build."""
+
+
+def error_line(traceback_text: str | None) -> str:
+    """The error line the build prints for a failed page (the guard's own function)."""
+    try:
+        from guard_run import error_line as line  # the hardened guard
+    except ImportError:
+        from guard import _error_line as line
+    return line(traceback_text)
+
+
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8")) or {}
+
+
+def cell_timeout() -> float:
+    """Seconds a cell may run before the build fails it (``execute.timeout``)."""
+    return float((_config().get("execute") or {}).get("timeout") or 30)
+
+
+def read_notebook(text: str, path: Path | None = None) -> nbformat.NotebookNode:
+    """A MyST page as myst-nb reads it for execution (its own reader, the book's syntax)."""
+    from myst_nb.core.read import read_myst_markdown_notebook
+    from myst_parser.config.main import MdParserConfig
+
+    extensions = (_config().get("parse") or {}).get("myst_enable_extensions") or []
+    config = MdParserConfig(enable_extensions=set(extensions))
+    return read_myst_markdown_notebook(text, config=config, path=path)
+
+
+def code_cells(notebook) -> list[dict]:
+    return [
+        {"source": c.source, "metadata": json.loads(json.dumps(c.metadata))}
+        for c in notebook.cells
+        if c.cell_type == "code"
+    ]
+
+
+def tags(cell: dict) -> list[str]:
+    return list(cell["metadata"].get("tags", []))
+
+
+def refuse_what_cannot_be_simulated(notebook, where: str) -> None:
+    meta = notebook.metadata
+    kernel = (meta.get("kernelspec") or {}).get("name", "python3")
+    if kernel != "python3":
+        raise CannotSimulate(f"{where}: runs on kernel {kernel!r}, not python3")
+    for key in ("execution", "mystnb", "myst_nb"):
+        if key in meta:
+            raise CannotSimulate(
+                f"{where}: page-level {key!r} settings change how the page is executed; the "
+                "runner only reproduces the book's own settings (build the book instead)"
+            )
+
+
+# --- mutations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One entry of ``tests/mutations/<chapter>.yml``: an edit that must fail the page."""
+
+    chapter: Path
+    find: str
+    replace: str
+    number: int
+    quantity: str | None = None
+    claim: str | None = None
+
+    @property
+    def stem(self) -> str:
+        return f"{self.chapter.stem}-mutant-{self.number}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.chapter.stem}:{self.quantity or 'claim'}:{self.number}"
+
+    def expected(self, title: str) -> str:
+        """How the page's error line must start."""
+        if self.claim is not None:
+            return f"FalseClaim: [{title}] "
+        return f"GradientMismatch: [{title}] {self.quantity}"
+
+    def caught_by(self, line: str | None, title: str) -> bool:
+        """Whether ``line`` (the page's error line) is the failure this mutation must cause."""
+        if not line or not line.startswith(self.expected(title)):
+            return False
+        if self.claim is None:
+            return True
+        rest = line[len(self.expected(title)) :]
+        return self.claim in rest or repr(self.claim) in rest
+
+    def describe(self, title: str) -> str:
+        if self.claim is not None:
+            return f"FalseClaim: [{title}] ... {self.claim!r}"
+        return self.expected(title)
+
+
+def load_mutations(chapter: Path | None = None) -> list[Mutation]:
+    """Every mutation (or one chapter's), in file order, numbered from 1 per chapter."""
+    specs = [MUTATIONS / f"{chapter.stem}.yml"] if chapter else sorted(MUTATIONS.glob("*.yml"))
+    found = []
+    for spec in specs:
+        if not spec.is_file():
+            continue
+        page = chapter.resolve() if chapter else ROOT / "book" / f"{spec.stem}.md"
+        for number, entry in enumerate(yaml.safe_load(spec.read_text(encoding="utf-8")) or [], 1):
+            unknown = set(entry) - {"find", "replace", "quantity", "claim"}
+            if unknown or ("quantity" in entry) == ("claim" in entry):
+                raise ValueError(
+                    f"{spec.name} entry {number}: needs find, replace and exactly one of "
+                    f"quantity or claim (unknown keys: {sorted(unknown)})"
+                )
+            found.append(
+                Mutation(
+                    page,
+                    entry["find"],
+                    entry["replace"],
+                    number,
+                    entry.get("quantity"),
+                    entry.get("claim"),
+                )
+            )
+    return found
+
+
+def chapter_title(text: str) -> str:
+    """The title the page passes to ``start_chapter`` (its error messages name it)."""
+    match = re.search(r"""start_chapter\(\s*["'](.+?)["']""", text)
+    return match.group(1) if match else ""
+
+
+# --- the plan, the run, the outcome -------------------------------------------------------
+
+
+def fork_point(base: list[dict], changed: list[dict]) -> int:
+    """The first code cell at which ``changed`` differs from ``base`` (source or metadata)."""
+    for k, (a, b) in enumerate(zip(base, changed, strict=False)):
+        if a != b:
+            return k
+    return min(len(base), len(changed))
+
+
+@dataclass
+class Outcome:
+    """One execution: the page itself, a mutated page, or the page without its solutions."""
+
+    cells: list[dict] = field(default_factory=list)  # executed cells, in order, with "index"
+    failed_at: int | None = None  # code cell index (0-based) of the failure, if any
+    error: str | None = None  # the error line the build would print
+    problem: str | None = None  # the runner could not run it (and why)
+    seconds: float = 0.0  # wall time of the run (of a variant: with its replay)
+    replayed: int | None = None  # a variant replayed from this code cell (see fork_kernel)
+    replay_seconds: float = 0.0
+    threads: int = 1  # threads alive at the end (the page itself)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.failed_at is None and self.problem is None
+
+    def silent_raises(self) -> list[int]:
+        """1-based numbers of raises-exception cells that ran without raising."""
+        return [
+            c["index"] + 1
+            for c in self.cells
+            if "raises-exception" in c["tags"] and not c.get("skipped") and not c["error"]
+        ]
+
+    def counts(self) -> dict[str, int]:
+        counts = {"check": 0, "fd_check": 0, "claim": 0}
+        for cell in self.cells:
+            for out in cell.get("outputs", []):
+                record = (out.get("metadata") or {}).get("byhand")
+                if record:
+                    counts[record["kind"]] = counts.get(record["kind"], 0) + len(
+                        record["quantities"]
+                    )
+        return counts
+
+
+def build_traceback(cell: dict) -> str:
+    """The traceback text myst-nb stores for a failed page (jupyter-cache formats nbclient's
+    CellExecutionError, or CellTimeoutError, with ``traceback.format_exc()``)."""
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    node = nbformat.from_dict(
+        {
+            "cell_type": "code",
+            "source": cell["source"],
+            "metadata": {},
+            "outputs": cell["outputs"],
+            "execution_count": None,
+        }
+    )
+    error = cell["error"]
+    if error.get("timeout"):
+        exc = CellTimeoutError.error_from_timeout_and_cell(
+            "Cell execution timed out", cell_timeout(), node
+        )
+    else:
+        exc = CellExecutionError.from_cell_and_msg(node, error)
+    try:
+        raise exc
+    except Exception:
+        return traceback.format_exc()
+
+
+def outcome(result: dict) -> Outcome:
+    if "not_run" in result or "crashed" in result:
+        return Outcome(problem=result.get("not_run") or result["crashed"])
+    replay = result.get("replayed") or {}
+    out = Outcome(
+        cells=result["cells"],
+        failed_at=result["failed_at"],
+        seconds=result.get("seconds") or result.get("timing", {}).get("total", 0.0),
+        replayed=replay.get("from"),
+        replay_seconds=replay.get("seconds", 0.0),
+        threads=result.get("threads", 1),
+    )
+    if out.failed_at is not None:
+        failed = next(c for c in out.cells if c["index"] == out.failed_at)
+        out.error = error_line(build_traceback(failed))
+    return out
+
+
+@dataclass
+class PageRun:
+    page: Path
+    title: str
+    itself: Outcome
+    mutations: dict[str, Outcome]  # by Mutation.id
+    without_solutions: Outcome | None
+    seconds: float
+    cells: list[dict]  # the page's code cells
+    stub_cells: list[dict] | None
+
+
+def plan(
+    page: Path,
+    mutations: list[Mutation],
+    exercises: bool,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> tuple[dict, list[dict], dict]:
+    text = page.read_text(encoding="utf-8")
+    notebook = read_notebook(text, page)
+    refuse_what_cannot_be_simulated(notebook, page.name)
+    base = code_cells(notebook)
+    variants, extra = [], {}
+    for m in mutations:
+        if text.count(m.find) != 1:
+            extra[m.id] = f"{m.find!r} occurs {text.count(m.find)} times in {page.name}, not once"
+            continue
+        mutated = read_notebook(text.replace(m.find, m.replace, 1), page)
+        if mutated.metadata != notebook.metadata:
+            raise CannotSimulate(
+                f"{m.id}: the mutation changes the page's header; build it instead"
+            )
+        cells = code_cells(mutated)
+        k = fork_point(base, cells)
+        variants.append({"id": m.id, "fork_at": k, "allow_errors": False, "cells": cells[k:]})
+    stub_cells = None
+    if exercises:
+        stub_cells = [c for c in base if "solution" not in tags(c)]
+        k = fork_point(base, stub_cells)
+        variants.append(
+            {"id": "without-solutions", "fork_at": k, "allow_errors": True, "cells": stub_cells[k:]}
+        )
+    return (
+        {
+            "cwd": str(cwd or page.parent),  # myst-nb runs a page in its own folder
+            "timeout": timeout or cell_timeout(),
+            "warmup": WARMUP,
+            "warmup_cell": WARMUP_CELL,
+            "cells": base,
+            "variants": variants,
+        },
+        stub_cells,
+        extra,
+    )
+
+
+def execute(the_plan: dict) -> dict:
+    """Run ``fork_kernel.py`` on the plan in a fresh process; return its results."""
+    if not hasattr(os, "fork"):
+        raise CannotSimulate("the runner needs os.fork (Linux or macOS); build the book instead")
+    env = {**os.environ, **SINGLE_THREADED, **KERNEL_ENV, "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryDirectory(prefix="run-chapter-") as tmp:
+        out = Path(tmp) / "result.json"
+        proc = subprocess.run(
+            [sys.executable, str(ENGINE), str(out)],
+            input=json.dumps(the_plan),
+            capture_output=True,
+            text=True,
+            cwd=the_plan["cwd"],
+            env=env,
+        )
+        if proc.returncode or not out.is_file():
+            raise RuntimeError(
+                f"scripts/fork_kernel.py failed (exit {proc.returncode}):\n"
+                f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+            )
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+def run(
+    page: Path,
+    mutations: list[Mutation] = (),
+    exercises: bool = False,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> PageRun:
+    """Execute ``page``, and each mutation of it, and (``exercises``) it without solutions.
+
+    ``cwd`` (default: the page's folder, as in the build) and ``timeout`` (default:
+    ``execute.timeout`` of ``_config.yml``) are for tests of the runner itself."""
+    page = page.resolve()
+    the_plan, stub_cells, not_applied = plan(page, list(mutations), exercises, cwd, timeout)
     start = time.perf_counter()
-    NotebookClient(
-        notebook,
-        timeout=timeout,
-        allow_errors=True,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(page.parent)}},
-    ).execute()
+    results = execute(the_plan)
     seconds = time.perf_counter() - start
-    problems: list[str] = []
-    counts = {"check": 0, "fd_check": 0, "claim": 0}
-    code = [c for c in notebook.cells if c.cell_type == "code"]
-    for number, cell in enumerate(code, 1):
-        tags = cell.metadata.get("tags", [])
-        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
-        first = cell.source.strip().splitlines()[0][:70] if cell.source.strip() else ""
-        if errors and "raises-exception" not in tags:
-            problems.append(f"code cell {number} ({first!r}) raised {errors[0].ename}: {errors[0].evalue}")
-        if not errors and "raises-exception" in tags:
-            problems.append(f"code cell {number} ({first!r}) is tagged raises-exception but did not raise")
-        for out in cell.get("outputs", []):
-            record = out.get("metadata", {}).get(RECORD_KEY)
-            if record:
-                counts[record["kind"]] = counts.get(record["kind"], 0) + len(record["quantities"])
-    return problems, counts, seconds
+    variants = {k: outcome(v) for k, v in results["variants"].items()}
+    for mid, why in not_applied.items():
+        variants[mid] = Outcome(problem=why)
+    return PageRun(
+        page=page,
+        title=chapter_title(page.read_text(encoding="utf-8")),
+        itself=outcome(results["page"]),
+        mutations={m.id: variants[m.id] for m in mutations},
+        without_solutions=variants.get("without-solutions"),
+        seconds=seconds,
+        cells=the_plan["cells"],
+        stub_cells=stub_cells,
+    )
+
+
+# --- what is wrong ------------------------------------------------------------------------
+
+
+def page_problems(result: PageRun) -> list[str]:
+    """Where the build would fail on the page itself."""
+    out, found = result.itself, []
+    if out.problem:
+        found.append(out.problem)
+    if out.failed_at is not None:
+        first = result.cells[out.failed_at]["source"].strip().splitlines()[0][:70]
+        found.append(f"code cell {out.failed_at + 1} ({first!r}) raised {out.error}")
+    for number in out.silent_raises():
+        first = result.cells[number - 1]["source"].strip().splitlines()[0][:70]
+        found.append(f"code cell {number} ({first!r}) is tagged raises-exception but did not raise")
+    return found
+
+
+def mutation_problem(result: PageRun, mutation: Mutation) -> str | None:
+    """Why ``mutation`` is not caught the way it must be (None when it is)."""
+    out = result.mutations[mutation.id]
+    where = f"{mutation.chapter.name}: replacing {mutation.find!r} with {mutation.replace!r}"
+    if out.problem:
+        return f"{where} could not be run: {out.problem}"
+    if out.succeeded:
+        return f"{where} did not fail the build"
+    if not mutation.caught_by(out.error, result.title):
+        return f"{where}: expected {mutation.describe(result.title)!r}, got {out.error!r}"
+    return None
+
+
+def exercise_problems(result: PageRun) -> list[str]:
+    """Without its solutions, every exercise-check cell of the page must fail with
+    GradientMismatch, and no other cell may fail."""
+    out = result.without_solutions
+    if out is None:
+        return []
+    if out.problem:
+        return [f"the page without its solutions could not be run: {out.problem}"]
+    ran = {c["index"]: c for c in out.cells}
+    checks = [k for k, c in enumerate(result.stub_cells) if "exercise-check" in tags(c)]
+    problems = [] if checks else ["no exercise-check cells"]
+    for number, k in enumerate(checks, 1):
+        cell = ran.get(k)
+        error = cell and cell["error"]
+        if cell is None:
+            problems.append(f"exercise {number}'s check never ran")
+        elif not error:
+            problems.append(
+                f"exercise {number}'s stub passes its check as given:\n{cell['source']}"
+            )
+        elif error.get("timeout") or error["ename"] != "GradientMismatch":
+            problems.append(
+                f"exercise {number}'s check failed with {error['ename']}: {error['evalue']} "
+                "(the stub should return a wrong answer, not crash)"
+            )
+    problems += [
+        f"cell {k + 1} failed without the solutions: {c['error']['ename']}: {c['error']['evalue']}"
+        for k, c in sorted(ran.items())
+        if c["error"] and not {"exercise-check", "raises-exception"} & set(c["tags"])
+    ]
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pages", nargs="+", type=Path)
+    parser.add_argument("--exercises", action="store_true", help="also run without solutions")
+    parser.add_argument("--mutations", action="store_true", help="also run every mutation")
     args = parser.parse_args(argv)
     status = 0
     for page in args.pages:
-        problems, counts, seconds = run(page.resolve())
-        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-        print(f"{page}: executed in {seconds:.1f} s; passed: {summary}")
+        mutations = load_mutations(page) if args.mutations else []
+        result = run(page, mutations, args.exercises)
+        summary = ", ".join(f"{n} {kind}" for kind, n in result.itself.counts().items())
+        print(f"{page}: executed in {result.seconds:.1f} s; passed: {summary}")
+        problems = page_problems(result)
+        if args.mutations:
+            caught = 0
+            for m in mutations:
+                problem = mutation_problem(result, m)
+                caught += problem is None
+                if problem:
+                    problems.append(f"mutation {m.id}: {problem}")
+            print(f"  mutations: {caught} of {len(mutations)} caught")
+        if args.exercises:
+            found = exercise_problems(result)
+            problems += found
+            print(f"  exercises without solutions: {'ok' if not found else 'PROBLEMS'}")
         for problem in problems:
             print(f"  FAIL {problem}")
         status |= bool(problems)
