@@ -1,26 +1,38 @@
-"""Shared fixtures: a copy of the book, built once per test session.
+"""Shared fixtures: the book built once per test session, chapter runs, mini books.
 
-Tests never build into the working tree's ``_build``: each build runs on a copy of
-the book's sources in a temporary folder, exactly as ``make book`` would build it.
+Tests never build into the working tree's ``_build``: each build runs on a copy of the
+book's sources in a temporary folder, exactly as ``make book`` would build it.
+
+The suite runs on pytest-xdist workers (``pyproject.toml``). What several tests read is
+computed once per session for all workers together (``once``): the first worker to ask
+computes it under a file lock in the session's shared temporary folder, the others wait
+for it and read the result. That is how the whole book is built once (``built_book``)
+and each chapter is run once, with its mutations and without its solutions
+(``chapter_run``), whichever workers the tests land on.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import project  # noqa: F401  (puts book/ and book/_ext on sys.path: the one place)
 import pytest
+import run_chapter
+from build_book import copy_book
+from filelock import FileLock
+from guard import chapter_documents, toc_documents
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in ("book", "book/_ext", "scripts"):
-    sys.path.insert(0, str(ROOT / _path))
-
-from build_book import copy_book  # noqa: E402
-from guard import chapter_documents, toc_documents  # noqa: E402
+ROOT = project.ROOT
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,7 +57,15 @@ def chapters() -> list[Path]:
     return [ROOT / f"{doc}.md" for doc in chapter_documents(ROOT / "_toc.yml")]
 
 
-def mini_book(dest: Path, pages: dict[str, str], config_edits: dict[str, str] | None = None) -> Path:
+def by_chapter(chapter: Path):
+    """Marks a test that reads ``chapter_run(chapter)``: xdist sends all of them to one
+    worker (``--dist loadgroup``), so no worker waits for another's run of the chapter."""
+    return pytest.mark.xdist_group(f"chapter-{chapter.stem}")
+
+
+def mini_book(
+    dest: Path, pages: dict[str, str], config_edits: dict[str, str] | None = None
+) -> Path:
     """A copy of the book whose only pages are the intro and ``pages`` ({stem: MyST text}).
 
     ``config_edits`` replaces text in the copy's ``_config.yml`` (e.g. a shorter timeout).
@@ -69,12 +89,16 @@ def mini_book(dest: Path, pages: dict[str, str], config_edits: dict[str, str] | 
     return dest
 
 
-def run_build(root: Path, timeout: float = 1200) -> Build:
-    """Build the book at ``root`` with the same script ``make book`` runs."""
+def run_build(root: Path, timeout: float = 1200, jobs: int | None = None) -> Build:
+    """Build the book at ``root`` with the same script ``make book`` runs.
+
+    ``jobs`` defaults to the script's own default; a mini book (one page to run) is built
+    with ``jobs=1`` by ``mini_build``: a second Sphinx worker would only cost a fork."""
     start = time.perf_counter()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+    args = ["--jobs", str(jobs)] if jobs else []
     proc = subprocess.run(
-        [sys.executable, str(root / "scripts" / "build_book.py"), str(root)],
+        [sys.executable, str(root / "scripts" / "build_book.py"), str(root), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -83,7 +107,70 @@ def run_build(root: Path, timeout: float = 1200) -> Build:
     return Build(root, proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start)
 
 
+def mini_build(root: Path, timeout: float = 600) -> Build:
+    """``run_build`` for a mini book (the intro and a page or two): one Sphinx worker."""
+    return run_build(root, timeout, jobs=1)
+
+
+# --- computed once per session, whichever xdist worker asks first ---------------------------
+
+
 @pytest.fixture(scope="session")
-def built_book(tmp_path_factory) -> Build:
-    """The whole book, built from scratch once for the session."""
-    return run_build(copy_book(tmp_path_factory.mktemp("book")))
+def shared_tmp(tmp_path_factory) -> Path:
+    """A temporary folder all xdist workers of this session share (pytest-xdist's recipe:
+    a worker's base folder is a subfolder of the session's)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+class Once:
+    """``once(name, compute)``: ``compute()``'s result, computed by one worker of the session
+    and pickled for the others. An exception is kept too, and raised to every caller."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.memo: dict[str, object] = {}
+
+    def __call__(self, name: str, compute: Callable[[], T]) -> T:
+        if name not in self.memo:
+            path = self.folder / f"once-{name}.pickle"
+            with FileLock(f"{path}.lock"):
+                if not path.is_file():
+                    try:
+                        value = ("ok", compute())
+                    except Exception as error:  # kept for every caller, with its traceback
+                        value = (
+                            "error",
+                            f"{type(error).__name__}: {error}\n{traceback.format_exc()}",
+                        )
+                    path.write_bytes(pickle.dumps(value))
+                self.memo[name] = pickle.loads(path.read_bytes())
+        status, value = self.memo[name]
+        if status == "error":
+            pytest.fail(f"{name} could not be computed:\n{value}", pytrace=False)
+        return value
+
+
+@pytest.fixture(scope="session")
+def once(shared_tmp) -> Once:
+    return Once(shared_tmp)
+
+
+@pytest.fixture(scope="session")
+def built_book(once, shared_tmp) -> Build:
+    """The whole book, built from scratch once for the session (for every worker)."""
+    return once("built-book", lambda: run_build(copy_book(shared_tmp / "built-book")))
+
+
+@pytest.fixture(scope="session")
+def chapter_run(once) -> Callable[[Path], run_chapter.PageRun]:
+    """``chapter_run(chapter)``: the chapter executed once (scripts/run_chapter.py), with
+    every mutation of tests/mutations/<chapter>.yml and without its solutions."""
+
+    def run(chapter: Path) -> run_chapter.PageRun:
+        def compute():
+            return run_chapter.run(chapter, run_chapter.load_mutations(chapter), exercises=True)
+
+        return once(f"chapter-{chapter.stem}", compute)
+
+    return run
