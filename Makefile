@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-JOBS   ?= 2
+# Parallel build jobs: unset, the scripts use one per core, at most 4 (scripts/project.py).
+JOBS   ?=
 PORT   ?= 8000
 # Optional wheel index for torch alone, e.g. PyTorch's CPU-only index, so pip does
 # not fetch the multi-GB CUDA build: make book TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -38,13 +39,13 @@ $(VENV)/.test-deps: $(VENV)/.book-deps requirements-test.txt
 	@touch $@
 
 book: $(VENV)/.book-deps
-	$(PY) scripts/build_book.py --jobs $(JOBS)
+	$(PY) scripts/build_book.py $(if $(JOBS),--jobs $(JOBS))
 
 test: $(VENV)/.test-deps
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 preview: $(VENV)/.book-deps
-	$(PY) scripts/preview.py --port $(PORT)
+	$(PY) scripts/preview.py --port $(PORT) $(if $(JOBS),--jobs $(JOBS))
 
 serve:
 	@test -f _build/html/index.html || { echo "no build yet: run make book first"; exit 1; }

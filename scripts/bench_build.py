@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import project
 from build_book import copy_book
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def edit_prose(page: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chapter", default=None, help="chapter to edit (default: the first)")
-    parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4))
+    parser.add_argument("--jobs", type=int, default=project.default_jobs())
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
     args = parser.parse_args(argv)
 

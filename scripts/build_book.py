@@ -14,7 +14,6 @@ Exits non-zero when any cell fails, e.g. a manual gradient that differs from aut
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -22,8 +21,8 @@ from pathlib import Path
 
 from jupyter_book.sphinx import build_sphinx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import postbuild  # noqa: E402
+import postbuild
+import project
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a build reads. node_modules is linked, not copied (math pre-rendering).
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", nargs="?", default=".", type=Path, help="book root (default: .)")
     parser.add_argument(
-        "--jobs", type=int, default=min(os.cpu_count() or 1, 4), help="parallel Sphinx workers"
+        "--jobs", type=int, default=project.default_jobs(), help="parallel Sphinx workers"
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep _build (incremental; for benchmarks only)"

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import jupytext
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-from guard import toc_documents  # noqa: E402
+import project
+from guard import toc_documents
+
+ROOT = project.ROOT
 
 HIDDEN = {"remove-input", "remove-cell", "hide-input", "hide-cell"}
 FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,}|~{3,})\s*(?:\{(?P<name>[\w:-]+)\})?(?P<rest>.*)$")

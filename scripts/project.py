@@ -23,6 +23,6 @@ for _path in reversed(IMPORT_PATHS):
 
 
 def default_jobs() -> int:
-    """Parallel Sphinx workers (one kernel each) for a build: ``$JOBS`` if set (``make book
-    JOBS=4``), else one per CPU core, at most 4 (more kernels than cores only contend)."""
-    return int(os.environ.get("JOBS") or min(os.cpu_count() or 1, 4))
+    """Parallel Sphinx workers (one kernel each) for a build, unless ``--jobs`` says
+    otherwise (``make book JOBS=4``): one per CPU core, at most 4."""
+    return min(os.cpu_count() or 1, 4)

@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-import project
 import yaml
+
+import project
 
 ROOT = project.ROOT
 MUTATIONS = ROOT / "tests" / "mutations"

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import project  # noqa: F401  (puts book/ and book/_ext on sys.path: the one place)
 import pytest
+from filelock import FileLock
+
+import project  # first: puts book/ and book/_ext on sys.path (the one place)
 import run_chapter
 from build_book import copy_book
-from filelock import FileLock
 from guard import chapter_documents, toc_documents
 
 ROOT = project.ROOT
@@ -86,6 +87,16 @@ def mini_book(
         assert old in text, f"{old!r} is not in _config.yml"
         text = text.replace(old, new)
     config.write_text(text)
+    return dest
+
+
+def stub_book(dest: Path) -> Path:
+    """A copy of the book with its real ``_toc.yml`` and configuration, in which every page
+    is one line of prose: a build of it executes nothing but what a test adds (e.g. a new
+    chapter from the template, placed in the real TOC by ``make chapter``)."""
+    copy_book(dest)
+    for doc in toc_documents(dest / "_toc.yml"):
+        (dest / f"{doc}.md").write_text(f"# {Path(doc).name}\n\nA stand-in page.\n")
     return dest
 
 

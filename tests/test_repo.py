@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import jupytext
@@ -25,9 +24,8 @@ import nbformat
 import pytest
 from myst_nb.core.read import is_myst_markdown_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import guard  # noqa: E402
+import guard
+from conftest import ROOT
 
 CODE_CELL = re.compile(r"^\s*(```|~~~|:::)\{code-cell\}", re.M)
 DIRECTIVE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<kind>figure|image)\}\s*(?P<target>\S*)")
