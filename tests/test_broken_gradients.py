@@ -28,6 +28,7 @@ import json
 import textwrap
 
 import pytest
+
 from conftest import ROOT, by_chapter, chapters, mini_book, run_build
 from run_chapter import (
     CannotSimulate,

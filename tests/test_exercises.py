@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import jupytext
 import pytest
-from conftest import ROOT, by_chapter, chapters
 from nbclient import NotebookClient
+
+from conftest import ROOT, by_chapter, chapters
 from run_chapter import exercise_problems, run
 
 pytestmark = pytest.mark.build
