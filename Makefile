@@ -13,15 +13,20 @@ TORCH_INDEX ?=
 TORCH := $(shell grep -E '^torch==' requirements.txt)
 
 .DEFAULT_GOAL := help
-.PHONY: help book test preview serve bench lighthouse chapter clean
+.PHONY: help book test check format preview serve bench bench-build lighthouse chapter clean
 
 help:
 	@echo "make book      build the whole book strictly, from clean, into _build/html"
-	@echo "make test      run the test suite (builds the book itself, in a temporary folder)"
+	@echo "make test      run the whole test suite (builds the book itself, in a temporary folder)"
+	@echo "make check CHAPTER=book/02-batched-backprop.md   the fast inner loop (under a minute):"
+	@echo "               ruff, helper units, repository checks, and that chapter with its"
+	@echo "               exercises (without solutions) and its mutations"
+	@echo "make format    ruff: format the Python code and fix what it can"
 	@echo "make preview   live preview on http://127.0.0.1:$(PORT); re-executes only edited chapters"
 	@echo "make serve     serve the last build of _build/html on http://127.0.0.1:$(PORT)"
 	@echo "make chapter NAME=07-my-topic TITLE='My topic'   new chapter from the template, added to _toc.yml"
-	@echo "make bench     print build-speed figures (clean build, per chapter, rebuilds)"
+	@echo "make bench     run the test suite once; print its wall time and five slowest tests"
+	@echo "make bench-build print build-speed figures (clean build, per chapter, rebuilds)"
 	@echo "make lighthouse print Lighthouse figures for every page of the last build"
 	@echo "make clean     remove _build"
 
@@ -41,8 +46,26 @@ $(VENV)/.test-deps: $(VENV)/.book-deps requirements-test.txt
 book: $(VENV)/.book-deps
 	$(PY) scripts/build_book.py $(if $(JOBS),--jobs $(JOBS))
 
+# pytest's options (workers, markers, warnings) are in pyproject.toml: `pytest` run from
+# the root does the same as `make test`.
 test: $(VENV)/.test-deps
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The inner loop: everything that needs no build, then the one chapter being edited
+# (scripts/run_chapter.py: the chapter, its exercises without solutions, its mutations).
+check: $(VENV)/.test-deps
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -m "not build" $(PYTEST_ARGS)
+ifdef CHAPTER
+	$(PY) scripts/run_chapter.py --exercises --mutations $(CHAPTER)
+else
+	@echo "check: no CHAPTER given; e.g. make check CHAPTER=book/02-batched-backprop.md"
+endif
+
+format: $(VENV)/.test-deps
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 preview: $(VENV)/.book-deps
 	$(PY) scripts/preview.py --port $(PORT) $(if $(JOBS),--jobs $(JOBS))
@@ -55,6 +78,9 @@ chapter: $(VENV)/.book-deps
 	$(PY) scripts/new_chapter.py "$(NAME)" --title "$(TITLE)"
 
 bench: $(VENV)/.test-deps
+	$(PY) scripts/bench_suite.py $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+
+bench-build: $(VENV)/.test-deps
 	$(PY) scripts/bench_build.py
 
 lighthouse: $(VENV)/.book-deps
