@@ -209,6 +209,14 @@ def load_mutations(chapter: Path | None = None) -> list[Mutation]:
     return found
 
 
+def is_chapter(page: Path) -> bool:
+    """Whether ``page`` is one of the book's chapters (the guard says what a chapter is)."""
+    from guard import chapter_documents
+
+    page = page.resolve()
+    return any((ROOT / f"{doc}.md") == page for doc in chapter_documents(ROOT / "_toc.yml"))
+
+
 def chapter_title(text: str) -> str:
     """The title the page passes to ``start_chapter`` (its error messages name it)."""
     match = re.search(r"""start_chapter\(\s*["'](.+?)["']""", text)
@@ -238,6 +246,7 @@ class Outcome:
     replayed: int | None = None  # a variant replayed from this code cell (see fork_kernel)
     replay_seconds: float = 0.0
     threads: int = 1  # threads alive at the end (the page itself)
+    replays: int = 0  # variants that had to replay cells (the page itself)
 
     @property
     def succeeded(self) -> bool:
@@ -301,6 +310,7 @@ def outcome(result: dict) -> Outcome:
         replayed=replay.get("from"),
         replay_seconds=replay.get("seconds", 0.0),
         threads=result.get("threads", 1),
+        replays=result.get("timing", {}).get("replayed", 0),
     )
     if out.failed_at is not None:
         failed = next(c for c in out.cells if c["index"] == out.failed_at)
@@ -494,8 +504,16 @@ def main(argv: list[str] | None = None) -> int:
         result = run(page, mutations, args.exercises)
         summary = ", ".join(f"{n} {kind}" for kind, n in result.itself.counts().items())
         print(f"{page}: executed in {result.seconds:.1f} s; passed: {summary}")
+        if result.itself.replays:
+            print(
+                f"  ({result.itself.replays} variant(s) replayed cells after a thread was "
+                "started: slower, still faithful)"
+            )
         problems = page_problems(result)
         if args.mutations:
+            spec = MUTATIONS / f"{page.stem}.yml"
+            if not spec.is_file() and is_chapter(page):
+                problems.append(f"no {spec.relative_to(ROOT)}: every chapter lists its mutations")
             caught = 0
             for m in mutations:
                 problem = mutation_problem(result, m)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import resource
 import subprocess
 import sys
 import time
@@ -185,3 +186,59 @@ def chapter_run(once) -> Callable[[Path], run_chapter.PageRun]:
         return once(f"chapter-{chapter.stem}", compute)
 
     return run
+
+
+# --- CPU time per test: where the suite's time goes (make bench) ---------------------------
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--cpu-durations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="list the N tests (setup, call, teardown) that used the most CPU time, their "
+        "subprocesses included (wall time depends on the machine's load; CPU time much less)",
+    )
+
+
+def _cpu_seconds() -> float:
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _timed(phase: str):
+    @pytest.hookimpl(hookwrapper=True)
+    def hook(item, *args):
+        start = _cpu_seconds()
+        yield
+        item.user_properties.append((f"cpu_{phase}", _cpu_seconds() - start))
+
+    return hook
+
+
+pytest_runtest_setup = _timed("setup")
+pytest_runtest_call = _timed("call")
+pytest_runtest_teardown = _timed("teardown")
+
+_CPU: list[tuple[float, str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    for key, seconds in report.user_properties:
+        if key == f"cpu_{report.when}":
+            _CPU.append((seconds, report.when, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    count = config.getoption("--cpu-durations")
+    if not count or not _CPU:
+        return
+    terminalreporter.write_sep(
+        "=", f"most CPU time: {count} of {len(_CPU)} (all {sum(s for s, _, _ in _CPU):.0f} s)"
+    )
+    for seconds, when, nodeid in sorted(_CPU, reverse=True)[:count]:
+        terminalreporter.write_line(f"{seconds:8.2f}s {when:<8} {nodeid}")
