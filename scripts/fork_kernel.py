@@ -1,24 +1,25 @@
-"""Run one page's code cells once, and fork at each cell a variant of the page changes.
+"""Run a page's code cells once, and fork at each cell a variant of the page changes.
 
 The engine behind ``scripts/run_chapter.py`` (the tests' mutation and exercise runs, and
-``make check``). It is started as a fresh process, one per page, with a plan on stdin (see
-``run_chapter.plan``)::
+``make check``). ``run_chapter.Server`` starts it, once per folder and process, as
+``fork_kernel.py CWD``; it warms up, then serves page plans (``run_chapter.plan``), each
+in a child forked from its pristine state, so that imports and warm-up are paid once::
 
-    {"cwd": ".../book", "timeout": 120,
+    {"cwd": ".../book", "timeout": 120, "warmup": ..., "warmup_cell": ...,
      "cells": [{"source": ..., "metadata": {...}}, ...],          # the page's code cells
      "variants": [{"id": ..., "fork_at": k, "allow_errors": false,
                    "cells": [...]}]}                                # code cells k, k+1, ...
 
-It executes the page's cells in order in one in-process IPython shell, as a Jupyter kernel
-started by the build would (same IPython, same input transformations, ``book/`` as working
-directory, matplotlib's inline backend, history numbering ``In[n]``). Before it executes
-cell ``k``, it forks a child for every variant with ``fork_at == k``: the child has exactly
-the state a fresh kernel has after cells ``0 … k-1`` and runs the variant's cells from
-``k`` on, with nbclient's rules:
+A page's process executes its cells in order in one in-process IPython shell, as a
+Jupyter kernel started by the build would (same IPython, same input transformations,
+``book/`` as working directory, matplotlib's inline backend, history numbering ``In[n]``).
+Before it executes cell ``k``, it forks a child for every variant with ``fork_at == k``: the
+child has exactly the state a fresh kernel has after cells ``0 … k-1`` and runs the
+variant's cells from ``k`` on, with nbclient's rules:
 
 * ``allow_errors`` false (the build): a cell that raises stops the page and is its
   failure, unless it is tagged ``raises-exception``; empty cells and cells tagged
-  ``skip-execution`` are not run;
+  ``skip-execution`` are not run; a timeout always stops the page;
 * ``allow_errors`` true (an exercise run without solutions): every cell runs, and each
   cell's error is recorded.
 
@@ -27,12 +28,12 @@ never run at the same time, so cells that touch files cannot collide). A cell th
 longer than ``timeout`` seconds is a failure, as in the build.
 
 Forking is safe only when no other thread is alive: the caller sets OMP_NUM_THREADS=1 (and
-its MKL/OpenBLAS siblings) before torch is imported, and this module refuses to fork, with a
-clear error, when the process has more than one thread.
+its MKL/OpenBLAS siblings) before torch is imported; a process with a thread alive never
+forks (see ``Snapshot``).
 
-The result (JSON, to the file named on the command line) holds, for the page itself and for
-each variant, every executed cell's error (``ename``, ``evalue``, IPython's ``traceback``
-lines, the cell's stream output), and the byhand records of what passed.
+A result holds, for the page itself and for each variant, every executed cell's error
+(``ename``, ``evalue``, IPython's ``traceback`` lines, the cell's stream output), and the
+byhand records of what passed.
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ import inspect
 import io
 import json
 import os
+import resource
 import select
 import signal
 import sys
 import time
 import traceback
 
-RECORD_KEY = "byhand"  # book/byhand.py's RECORD_KEY; run_chapter.py asserts they agree
+RECORD_KEY = "byhand"  # book/byhand.py's RECORD_KEY (tests/test_broken_gradients.py checks)
 FORK_SLACK = 30.0  # seconds a child may take beyond its cells' timeouts before it is killed
 
 
@@ -242,11 +244,11 @@ class Runner:
         pid = _fork()
         if pid == 0:  # the child
             os.close(read)
-            _send(write, self._child(variant))
+            send(write, self._child(variant))
             os._exit(0)
         os.close(write)
         cells = len(variant["cells"]) + len(variant.get("replay", []))
-        result = _receive(read, self.timeout * max(1, cells) + FORK_SLACK, pid)
+        result = receive(read, self.timeout * max(1, cells) + FORK_SLACK, pid)
         os.close(read)
         return result
 
@@ -291,7 +293,7 @@ def _fork() -> int:
     return pid
 
 
-def _send(fd: int, result: dict) -> None:
+def send(fd: int, result: dict) -> None:
     data = json.dumps(result, default=repr).encode()
     data = len(data).to_bytes(8, "big") + data
     while data:
@@ -313,7 +315,7 @@ def _read_exactly(fd: int, size: int, deadline: float) -> bytes | None:
     return b"".join(chunks)
 
 
-def _receive(fd: int, seconds: float, pid: int | None) -> dict:
+def receive(fd: int, seconds: float, pid: int | None) -> dict:
     """One result from ``fd`` (then reap ``pid``); kill ``pid`` if none comes in ``seconds``."""
     deadline = time.monotonic() + seconds
     head = _read_exactly(fd, 8, deadline)
@@ -353,10 +355,10 @@ class Snapshot:
             os.close(results_r)
             try:
                 while True:
-                    request = _receive(commands_r, 1e9, None)
+                    request = receive(commands_r, 1e9, None)
                     if request.get("eof"):  # the runner closed the pipe: it is done
                         break
-                    _send(results_w, runner.fork(request))
+                    send(results_w, runner.fork(request))
             finally:
                 os._exit(0)
         os.close(commands_r)
@@ -364,9 +366,9 @@ class Snapshot:
         self._commands, self._results = commands_w, results_r
 
     def run(self, variant: dict, replay: list[dict]) -> dict:
-        _send(self._commands, {**variant, "replay": replay})
+        send(self._commands, {**variant, "replay": replay})
         cells = len(variant["cells"]) + len(replay)
-        return _receive(self._results, self._timeout * max(1, cells) + 2 * FORK_SLACK, None)
+        return receive(self._results, self._timeout * max(1, cells) + 2 * FORK_SLACK, None)
 
     def close(self) -> None:
         os.close(self._commands)
@@ -374,29 +376,17 @@ class Snapshot:
         os.waitpid(self.pid, 0)
 
 
-def main() -> int:
+def run_page(runner: Runner, plan: dict) -> dict:
+    """Run one page's plan (in a process of its own, forked from the server)."""
     started = time.perf_counter()
-    out = sys.argv[1]
-    plan = json.load(sys.stdin)
-    os.chdir(plan["cwd"])
-    # A kernel started in book/ imports from book/ first; never from this script's folder.
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [plan["cwd"]] + [p for p in sys.path if os.path.abspath(p or ".") != here]
-    runner = Runner(plan)
-    if plan.get("warmup"):
-        runner.warm_up(plan["warmup"], plan.get("warmup_cell"))
+    runner.timeout = float(plan.get("timeout") or runner.timeout)
     cells = plan["cells"]
     pending: dict[int, list] = {}
     for variant in plan["variants"]:
         pending.setdefault(variant["fork_at"], []).append(variant)
     results: dict[str, dict] = {}
     snapshot: Snapshot | None = None
-    timing = {
-        "startup": time.perf_counter() - started,
-        "variants": 0.0,
-        "snapshots": 0.0,
-        "replayed": 0,
-    }
+    timing = {"variants": 0.0, "snapshots": 0.0, "replayed": 0}
 
     def before(k: int) -> None:
         nonlocal snapshot
@@ -429,8 +419,70 @@ def main() -> int:
     page["threads"] = _threads()
     timing["total"] = time.perf_counter() - started
     page["timing"] = timing
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump({"page": page, "variants": results}, f, default=repr)
+    return {"page": page, "variants": results}
+
+
+def serve(cwd: str, requests: int, replies: int) -> None:
+    """Start as a fresh kernel would in ``cwd``, warm up, then run each page plan read from
+    ``requests`` in a child forked from this pristine state; send each result to
+    ``replies``. Ends when ``requests`` is closed."""
+    os.chdir(cwd)
+    # A kernel started in book/ imports from book/ first; never from this script's folder.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [cwd] + [p for p in sys.path if os.path.abspath(p or ".") != here]
+    started = time.perf_counter()
+    runner = Runner({})
+    warmed = False
+    while True:
+        plan = receive(requests, 1e9, None)
+        if plan.get("eof"):
+            return
+        if plan["cwd"] != cwd:
+            send(replies, {"crashed": f"this runner serves pages in {cwd}, not {plan['cwd']}"})
+            continue
+        if not warmed and plan.get("warmup"):
+            runner.warm_up(plan["warmup"], plan.get("warmup_cell"))
+            warmed = True
+        startup = time.perf_counter() - started
+        read, write = os.pipe()
+        pid = _fork()
+        if pid == 0:  # the page's own process
+            os.close(read)
+            try:
+                result = run_page(runner, plan)
+                result["page"]["timing"]["startup"] = startup
+            except BaseException:
+                result = {"crashed": traceback.format_exc()}
+            send(write, result)
+            os._exit(0)
+        os.close(write)
+        cells = len(plan["cells"]) + sum(len(v["cells"]) for v in plan["variants"])
+        result = receive(read, float(plan.get("timeout") or 120) * max(1, cells) + FORK_SLACK, pid)
+        os.close(read)
+        result["cpu"] = _cpu_seconds()
+        send(replies, result)
+        started = time.perf_counter()  # the next page starts from here
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of every child it reaped (user and system), so far."""
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def main() -> int:
+    """``fork_kernel.py CWD``: serve page plans on stdin, results on stdout (both framed by
+    ``_send``). The cells' own output never reaches these: file descriptors 0 and 1 are
+    moved aside before anything runs, and what cells write there at the C level goes to
+    /dev/null (Python-level output is captured per cell)."""
+    requests, replies = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    serve(sys.argv[1], requests, replies)
     return 0
 
 

@@ -31,6 +31,7 @@ stub passes its check). It does not render HTML; run ``scripts/build_book.py`` f
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import re
@@ -45,6 +46,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
+import fork_kernel
 import project
 
 ROOT = project.ROOT
@@ -264,7 +266,7 @@ class Outcome:
         counts = {"check": 0, "fd_check": 0, "claim": 0}
         for cell in self.cells:
             for out in cell.get("outputs", []):
-                record = (out.get("metadata") or {}).get("byhand")
+                record = (out.get("metadata") or {}).get(fork_kernel.RECORD_KEY)
                 if record:
                     counts[record["kind"]] = counts.get(record["kind"], 0) + len(
                         record["quantities"]
@@ -375,27 +377,71 @@ def plan(
     )
 
 
-def execute(the_plan: dict) -> dict:
-    """Run ``fork_kernel.py`` on the plan in a fresh process; return its results."""
-    if not hasattr(os, "fork"):
-        raise CannotSimulate("the runner needs os.fork (Linux or macOS); build the book instead")
-    env = {**os.environ, **SINGLE_THREADED, **KERNEL_ENV, "PYTHONUNBUFFERED": "1"}
-    with tempfile.TemporaryDirectory(prefix="run-chapter-") as tmp:
-        out = Path(tmp) / "result.json"
-        proc = subprocess.run(
-            [sys.executable, str(ENGINE), str(out)],
-            input=json.dumps(the_plan),
-            capture_output=True,
-            text=True,
-            cwd=the_plan["cwd"],
+class Server:
+    """A ``fork_kernel.py`` process that runs the pages of one folder, each in a process
+    forked from its warmed-up start. One per folder, for the life of this process (one per
+    pytest-xdist worker): its start-up (Python, IPython, torch, the warm-up) is paid once,
+    not once per page."""
+
+    def __init__(self, cwd: str):
+        if not hasattr(os, "fork"):
+            raise CannotSimulate("the runner needs os.fork (Linux or macOS); build the book")
+        env = {**os.environ, **SINGLE_THREADED, **KERNEL_ENV, "PYTHONUNBUFFERED": "1"}
+        self.cpu = 0.0
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the server)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ENGINE), cwd],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            cwd=cwd,
             env=env,
         )
-        if proc.returncode or not out.is_file():
-            raise RuntimeError(
-                f"scripts/fork_kernel.py failed (exit {proc.returncode}):\n"
-                f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
-            )
-        return json.loads(out.read_text(encoding="utf-8"))
+
+    def run(self, the_plan: dict) -> dict:
+        cells = len(the_plan["cells"]) + sum(len(v["cells"]) for v in the_plan["variants"])
+        seconds = the_plan["timeout"] * max(1, cells) + 2 * fork_kernel.FORK_SLACK
+        fork_kernel.send(self.proc.stdin.fileno(), the_plan)
+        result = fork_kernel.receive(self.proc.stdout.fileno(), seconds, None)
+        if "cpu" in result:  # the server's CPU time so far, its pages' included
+            global CPU_SECONDS
+            CPU_SECONDS += result["cpu"] - self.cpu
+            self.cpu = result["cpu"]
+        if "crashed" in result and "page" not in result:
+            self.close(kill=True)
+            self.log.seek(0)
+            log = self.log.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"scripts/fork_kernel.py failed: {result['crashed']}\n{log}")
+        return result
+
+    def close(self, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.stdin.close()
+            self.proc.wait()
+        _SERVERS.pop(self.proc.args[-1], None)
+
+
+_SERVERS: dict[str, Server] = {}
+CPU_SECONDS = 0.0
+"""CPU time the runners of this process have used (they are long-lived children, which
+``resource.RUSAGE_CHILDREN`` counts only once they end; tests/conftest.py adds this)."""
+
+
+@atexit.register
+def _close_servers() -> None:
+    for server in list(_SERVERS.values()):
+        server.close()
+
+
+def execute(the_plan: dict) -> dict:
+    """Run the plan on this process's runner for the plan's folder (started on first use)."""
+    cwd = the_plan["cwd"]
+    if cwd not in _SERVERS:
+        _SERVERS[cwd] = Server(cwd)
+    return _SERVERS[cwd].run(the_plan)
 
 
 def run(
