@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -127,12 +128,16 @@ def mini_build(root: Path, timeout: float = 600) -> Build:
 # --- computed once per session, whichever xdist worker asks first ---------------------------
 
 
+def _shared_tmp(factory: pytest.TempPathFactory) -> Path:
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def shared_tmp(tmp_path_factory) -> Path:
     """A temporary folder all xdist workers of this session share (pytest-xdist's recipe:
     a worker's base folder is a subfolder of the session's)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return _shared_tmp(tmp_path_factory)
 
 
 class Once:
@@ -168,10 +173,81 @@ def once(shared_tmp) -> Once:
     return Once(shared_tmp)
 
 
+# The whole book is built in the background from the moment the tests are collected (when
+# any of them needs it), so that no worker sits idle waiting for it later: the build runs
+# beside the first tests, and is usually done before the first test that reads it starts.
+BOOK_BUILD = "built-book"
+
+
+def start_book_build(shared: Path) -> None:
+    """Start ``build_book.py`` on a copy of the book in ``shared/built-book``, once per
+    session, in the background; ``built_book`` waits for it. Beside the copy, in
+    ``built-book.run/``: the build's log, its process id, and, written last, when the
+    build has finished, its exit status."""
+    root, run = shared / BOOK_BUILD, shared / f"{BOOK_BUILD}.run"
+    with FileLock(f"{run}.lock"):
+        if run.exists():
+            return
+        run.mkdir()
+        copy_book(root)
+        (run / "started").write_text(str(time.time()))
+        script = (
+            f'"{sys.executable}" "{root / "scripts" / "build_book.py"}" "{root}" '
+            f'> "{run / "build.log"}" 2>&1; echo $? > "{run / "exit-status.tmp"}"; '
+            f'mv "{run / "exit-status.tmp"}" "{run / "exit-status"}"'
+        )
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+        proc = subprocess.Popen(
+            ["sh", "-c", script], env=env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        (run / "pid").write_text(str(proc.pid))
+        _BACKGROUND.append(proc)
+
+
+_BACKGROUND: list[subprocess.Popen] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Reap the background build (another worker may still need it); stop it if the
+    session was interrupted (Ctrl+C)."""
+    for proc in _BACKGROUND:
+        if proc.poll() is None and exitstatus == pytest.ExitCode.INTERRUPTED:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+
+
+def wait_for_book_build(shared: Path, timeout: float = 1200) -> Build:
+    start_book_build(shared)  # unless it was started at collection
+    root, run = shared / BOOK_BUILD, shared / f"{BOOK_BUILD}.run"
+    status, pid = run / "exit-status", int((run / "pid").read_text())
+    deadline = time.monotonic() + timeout
+    while not status.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the book's build in {root} did not finish in {timeout:.0f} s")
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            if not status.exists():  # it may have ended just now
+                raise RuntimeError(f"the book's build in {root} stopped without a result") from None
+        time.sleep(0.5)
+    seconds = status.stat().st_mtime - float((run / "started").read_text())
+    log = (run / "build.log").read_text(errors="replace")
+    return Build(root, int(status.read_text()), log, seconds)
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
+def pytest_collection_modifyitems(session, config, items):
+    if config.option.collectonly:
+        return
+    if any("built_book" in getattr(item, "fixturenames", ()) for item in items):
+        start_book_build(_shared_tmp(config._tmp_path_factory))
+
+
 @pytest.fixture(scope="session")
 def built_book(once, shared_tmp) -> Build:
-    """The whole book, built from scratch once for the session (for every worker)."""
-    return once("built-book", lambda: run_build(copy_book(shared_tmp / "built-book")))
+    """The whole book, built from scratch once for the session (for every worker), with
+    the script ``make book`` runs (started in the background at collection)."""
+    return once("built-book", lambda: wait_for_book_build(shared_tmp))
 
 
 @pytest.fixture(scope="session")
