@@ -223,8 +223,8 @@ def secret_uses(text: str) -> list[str]:
                 if key == "secrets":
                     found.append(f"{where}.secrets: {value!r}")
                 elif key == "if" and isinstance(value, str) and "${{" not in value:
-                    if SECRETS.search(value):
-                        found.append(f"{where}.if: {value}")
+                    # an if: condition is an expression even without ${{ }}
+                    found.extend([f"{where}.if: {value}"] if SECRETS.search(value) else [])
                 walk(value, f"{where}.{key}")
         elif isinstance(node, list):
             for i, item in enumerate(node):
