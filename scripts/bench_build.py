@@ -1,4 +1,4 @@
-"""Build-speed figures for the book. ``make bench`` runs this.
+"""Build-speed figures for the book. ``make bench-build`` runs this.
 
 Works on a temporary copy of the book (the sources ``make book`` reads), so it never
 touches the working tree or its ``_build``. It measures, and prints next to the goals:
