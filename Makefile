@@ -51,17 +51,10 @@ book: $(VENV)/.book-deps
 test: $(VENV)/.test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The inner loop: everything that needs no build, then the one chapter being edited
-# (scripts/run_chapter.py: the chapter, its exercises without solutions, its mutations).
+# The inner loop (scripts/check.py): ruff, every test that needs no build, and the chapter
+# being edited with its exercises without solutions and its mutations (run_chapter.py).
 check: $(VENV)/.test-deps
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	$(PY) -m pytest -m "not build" $(PYTEST_ARGS)
-ifdef CHAPTER
-	$(PY) scripts/run_chapter.py --exercises --mutations $(CHAPTER)
-else
-	@echo "check: no CHAPTER given; e.g. make check CHAPTER=book/02-batched-backprop.md"
-endif
+	$(PY) scripts/check.py $(CHAPTER) $(if $(PYTEST_ARGS),--pytest $(PYTEST_ARGS))
 
 format: $(VENV)/.test-deps
 	$(PY) -m ruff format .
