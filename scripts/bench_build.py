@@ -99,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         chapters = sorted(runtimes)
 
         # 2. the preview loop
-        preview = [py, "scripts/preview.py", "--root", ".", "--jobs", str(args.jobs), "--build-only"]
+        preview = [
+            py,
+            "scripts/preview.py",
+            "--root",
+            ".",
+            "--jobs",
+            str(args.jobs),
+            "--build-only",
+        ]
         first, _ = timed(preview, book, tmp / "preview-first.log")
         repeats = [timed(preview, book, tmp / f"preview-nochange-{i}.log") for i in range(3)]
         nochange = statistics.median(seconds for seconds, _ in repeats)

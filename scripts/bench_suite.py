@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     slowest = [m for line in lines if (m := DURATION.match(line.strip()))][:SLOWEST]
-    summary = next((line for line in reversed(lines) if re.search(r"\b(passed|failed)\b", line)), "")
+    summary = next(
+        (line for line in reversed(lines) if re.search(r"\b(passed|failed)\b", line)), ""
+    )
 
     print()
     print("Test suite (make test)")

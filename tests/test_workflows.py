@@ -257,7 +257,9 @@ def test_every_form_of_secret_use_is_found(step):
 
 
 def test_passing_secrets_to_a_reusable_workflow_is_found():
-    workflow = "on: push\njobs:\n  a:\n    uses: o/r/.github/workflows/x.yml@main\n    secrets: inherit\n"
+    workflow = (
+        "on: push\njobs:\n  a:\n    uses: o/r/.github/workflows/x.yml@main\n    secrets: inherit\n"
+    )
     assert secret_uses(workflow) == [".jobs.a.secrets: 'inherit'"]
     assert not secret_uses(workflow.replace("    secrets: inherit\n", ""))
 
@@ -290,9 +292,7 @@ def test_pages_are_published_from_main_only_and_never_concurrently(workflows):
     assert deploy["concurrency"]["cancel-in-progress"] is False
     assert deploy["environment"]["name"] == "github-pages"
     assert any("actions/deploy-pages" in s.get("uses", "") for s in deploy["steps"])
-    upload = next(
-        s for _, s in steps(wf) if "actions/upload-pages-artifact" in s.get("uses", "")
-    )
+    upload = next(s for _, s in steps(wf) if "actions/upload-pages-artifact" in s.get("uses", ""))
     assert upload["if"] == main_only and upload["with"]["path"] == "_build/html"
 
 
