@@ -18,11 +18,14 @@ CHAPTER=...`` runs all three.
 
 How it is fast: ``scripts/fork_kernel.py`` executes the page once, in one process, and
 forks a child at the first cell a mutation (or the removal of the solutions) changes; the
-child runs the changed cells from there. Nothing is executed twice, and no Jupyter kernel
-or Sphinx build is started. The tests prove that it agrees with the real build
-(tests/test_broken_gradients.py builds a mutated page for real and compares), and the
-runner refuses, with an error, what it cannot reproduce faithfully (page-level execution
-settings, another kernel, threads alive at a fork).
+child runs the changed cells from there. Nothing is executed twice (except the cells after
+one that leaves a thread running, which are replayed: see fork_kernel.Snapshot), and no
+Jupyter kernel or Sphinx build is started. Before anything runs, the build guard's own
+checks are applied to the page and to each mutated page: what the build would refuse
+without running it is reported as such. The tests prove that the runner agrees with the
+real build (tests/test_broken_gradients.py builds mutated pages for real and compares),
+and the runner refuses, with an error, what it cannot reproduce faithfully (page-level
+execution settings, another kernel, a mutation of the header).
 
 Exits non-zero when the build would fail on this page (or a mutation is not caught, or a
 stub passes its check). It does not render HTML; run ``scripts/build_book.py`` for that.
@@ -228,6 +231,24 @@ def chapter_title(text: str) -> str:
 # --- the plan, the run, the outcome -------------------------------------------------------
 
 
+def guard_refusals(name: str, text: str) -> list[str]:
+    """What the build guard (book/_ext/guard.py) refuses, before anything runs, in a page
+    with this text: the guard's own checks, on a book whose only pages are an intro and
+    this one. A mutated page the guard would refuse never runs in a real build, so its
+    mutation is not caught by a check, whatever the runner would find."""
+    import guard
+
+    stem = Path(name).stem
+    with tempfile.TemporaryDirectory(prefix="guard-") as tmp:
+        root = Path(tmp)
+        (root / "book").mkdir()
+        (root / "book" / "intro.md").write_text("# Intro\n", encoding="utf-8")
+        (root / "book" / f"{stem}.md").write_text(text, encoding="utf-8")
+        toc = root / "_toc.yml"
+        toc.write_text(f"format: jb-book\nroot: book/intro\nchapters:\n  - file: book/{stem}\n")
+        return [problem for problem in guard.problems(root, toc) if stem in problem]
+
+
 def fork_point(base: list[dict], changed: list[dict]) -> int:
     """The first code cell at which ``changed`` differs from ``base`` (source or metadata)."""
     for k, (a, b) in enumerate(zip(base, changed, strict=False)):
@@ -342,11 +363,20 @@ def plan(
     text = page.read_text(encoding="utf-8")
     notebook = read_notebook(text, page)
     refuse_what_cannot_be_simulated(notebook, page.name)
+    refused = guard_refusals(page.name, text)
+    if refused:
+        raise CannotSimulate(f"{page.name}: the build refuses it before running it: {refused}")
     base = code_cells(notebook)
     variants, extra = [], {}
     for m in mutations:
         if text.count(m.find) != 1:
             extra[m.id] = f"{m.find!r} occurs {text.count(m.find)} times in {page.name}, not once"
+            continue
+        refused = guard_refusals(page.name, text.replace(m.find, m.replace, 1))
+        if refused:
+            extra[m.id] = "the build would refuse the mutated page before running it: " + "; ".join(
+                refused
+            )
             continue
         mutated = read_notebook(text.replace(m.find, m.replace, 1), page)
         if mutated.metadata != notebook.metadata:
@@ -547,7 +577,12 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for page in args.pages:
         mutations = load_mutations(page) if args.mutations else []
-        result = run(page, mutations, args.exercises)
+        try:
+            result = run(page, mutations, args.exercises)
+        except CannotSimulate as error:
+            print(f"{page}:\n  FAIL {error}")
+            status = 1
+            continue
         summary = ", ".join(f"{n} {kind}" for kind, n in result.itself.counts().items())
         print(f"{page}: executed in {result.seconds:.1f} s; passed: {summary}")
         if result.itself.replays:

@@ -188,6 +188,7 @@ CASES = {
     "replayed, caught": mutation("(X.t() @ G, W.grad)", "(X.t() @ G * 1.001, W.grad)",
                                  quantity="dL/dW (after a thread)"),
     "replayed, not caught": mutation("# dL/dX", "# dL/dX, unchanged", quantity="dL/dX (after a thread)"),
+    "refused by the guard": mutation("jupytext:\n", "jupyter_text:\n", quantity="dL/dW"),
 }  # fmt: skip
 
 
@@ -221,6 +222,8 @@ def test_the_test_page_passes(runner_test):
         ("wrong quantity", "expected 'GradientMismatch: [9 · Runner] dL/dX', got 'GradientMismatch: [9 · Runner] dL/dW"),
         ("another error", "got \"NameError: name 'G_missing' is not defined\""),
         ("a timeout", "got 'nbclient.exceptions.CellTimeoutError"),
+        ("refused by the guard", "the build would refuse the mutated page before running it: "
+                                 "book/runner-test.md has code cells but no jupytext header"),
     ],
 )  # fmt: skip
 def test_the_runner_reports_what_the_build_would(runner_test, case, expected):
