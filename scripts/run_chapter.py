@@ -576,24 +576,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     status = 0
     for page in args.pages:
-        mutations = load_mutations(page) if args.mutations else []
+        chapter = is_chapter(page)  # other pages have no exercises and no mutations
+        mutations = load_mutations(page) if args.mutations and chapter else []
         try:
-            result = run(page, mutations, args.exercises)
+            result = run(page, mutations, args.exercises and chapter)
         except CannotSimulate as error:
             print(f"{page}:\n  FAIL {error}")
             status = 1
             continue
-        summary = ", ".join(f"{n} {kind}" for kind, n in result.itself.counts().items())
-        print(f"{page}: executed in {result.seconds:.1f} s; passed: {summary}")
-        if result.itself.replays:
-            print(
-                f"  ({result.itself.replays} variant(s) replayed cells after a thread was "
-                "started: slower, still faithful)"
-            )
+        counts = ", ".join(f"{n} {kind}" for kind, n in result.itself.counts().items())
         problems = page_problems(result)
-        if args.mutations:
+        print(f"{page}: ran in {result.seconds:.1f} s")
+        print(f"  the page: {'fails' if problems else 'passes'} ({counts} passed)")
+        if (args.mutations or args.exercises) and not chapter:
+            print("  not a chapter: no exercises or mutations to run")
+        if args.mutations and chapter:
             spec = MUTATIONS / f"{page.stem}.yml"
-            if not spec.is_file() and is_chapter(page):
+            if not spec.is_file():
                 problems.append(f"no {spec.relative_to(ROOT)}: every chapter lists its mutations")
             caught = 0
             for m in mutations:
@@ -601,11 +600,18 @@ def main(argv: list[str] | None = None) -> int:
                 caught += problem is None
                 if problem:
                     problems.append(f"mutation {m.id}: {problem}")
-            print(f"  mutations: {caught} of {len(mutations)} caught")
-        if args.exercises:
+            replayed = sum(out.replayed is not None for out in result.mutations.values())
+            note = (
+                f" ({replayed} replayed after a cell that leaves a thread running)"
+                if replayed
+                else ""
+            )
+            print(f"  mutations: {caught} of {len(mutations)} caught{note}")
+        if args.exercises and chapter:
             found = exercise_problems(result)
             problems += found
-            print(f"  exercises without solutions: {'ok' if not found else 'PROBLEMS'}")
+            verdict = "every stub fails its check" if not found else "PROBLEMS"
+            print(f"  without the solutions: {verdict}")
         for problem in problems:
             print(f"  FAIL {problem}")
         status |= bool(problems)
