@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
     load_after = os.getloadavg()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    slowest = [m for line in lines if (m := DURATION.match(line.strip()))][:SLOWEST]
+    # pytest's "slowest N durations" section (conftest's --cpu-durations has the same form)
+    start = next(
+        (i for i, line in enumerate(lines) if "slowest" in line and "durations" in line), len(lines)
+    )
+    slowest = [m for line in lines[start:] if (m := DURATION.match(line.strip()))][:SLOWEST]
     summary = next(
         (line for line in reversed(lines) if re.search(r"\b(passed|failed)\b", line)), ""
     )
