@@ -235,8 +235,23 @@ def wait_for_book_build(shared: Path, timeout: float = 1200) -> Build:
     return Build(root, int(status.read_text()), log, seconds)
 
 
+def schedule_rank(item) -> int:
+    """Where a test goes in the order xdist hands tests out (it follows collection order):
+    the long runs first, so that no worker is left with one at the end; the tests that read
+    the built book once it has had time to build; the ``late`` ones last."""
+    names = getattr(item, "fixturenames", ())
+    if item.get_closest_marker("late"):
+        return 4
+    if "built_book" in names:
+        return 3
+    if "chapter_run" in names:
+        return 0
+    return 1 if item.get_closest_marker("build") else 2
+
+
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
 def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=schedule_rank)  # stable: the order within each rank is kept
     if config.option.collectonly:
         return
     if any("built_book" in getattr(item, "fixturenames", ()) for item in items):

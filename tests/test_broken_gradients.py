@@ -123,6 +123,7 @@ def witnesses(runs: dict) -> list[Mutation]:
     return chosen or ALL[:1]
 
 
+@pytest.mark.late  # it reads every chapter's run: by then they are done
 def test_the_runner_agrees_with_the_real_build(chapter_run, tmp_path):
     runs = {c.stem: chapter_run(c) for c in chapters()}
     chosen = witnesses(runs)
