@@ -6,7 +6,9 @@ that raises stops the page unless it is tagged ``raises-exception``), then print
 
 * the cell that raised although it is not tagged ``raises-exception`` (the build would
   fail there), with its error line;
-* every ``raises-exception`` cell that did not raise (the build would fail there too);
+* every ``raises-exception`` cell that did not raise (the build would fail there too), and
+  whatever else the build guard finds in an executed page, by the guard's own checks
+  (``guard_run.page_problems``, when the guard has them);
 * how many quantities passed ``check``, ``fd_check`` and ``claim``.
 
 ``--exercises`` also runs the page without its ``solution`` cells: every ``exercise-check``
@@ -508,11 +510,65 @@ def run(
 # --- what is wrong ------------------------------------------------------------------------
 
 
+def executed_notebook(result: PageRun) -> nbformat.NotebookNode:
+    """The page as the build would have executed it: its code cells, each with its
+    execution count (None if it never ran) and its outputs (streams, errors, and the
+    byhand records of what passed), for the guard's own checks."""
+    ran = {c["index"]: c for c in result.itself.cells if not c.get("skipped")}
+    cells, count = [], 0
+    for k, cell in enumerate(result.cells):
+        record = ran.get(k)
+        count += record is not None
+        outputs = [] if record is None else record.get("outputs", [])
+        cells.append(
+            {
+                "cell_type": "code",
+                "source": cell["source"],
+                "metadata": cell["metadata"],
+                "execution_count": count if record is not None else None,
+                "outputs": [
+                    o if o["output_type"] in ("stream", "error") else {"data": {}, **o}
+                    for o in outputs
+                ],
+            }
+        )
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nbformat.from_dict(
+        {"cells": cells, "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}
+    )
+
+
+def guard_page_problems(result: PageRun) -> list[str] | None:
+    """The build guard's own checks of an executed page (``guard_run.page_problems``: a
+    demonstration that raised another type than it declares, a cell that never ran, a check
+    that left no record, ...), applied to the runner's run of it; None with a guard that
+    has no such checks."""
+    try:
+        import guard_run
+    except ImportError:
+        return None
+    out = result.itself
+    failed = out.failed_at is not None
+    failed_cell = next((c for c in out.cells if c["index"] == out.failed_at), None)
+    exec_data = {
+        "mtime": time.time(),
+        "runtime": out.seconds,
+        "method": "force",
+        "succeeded": not failed,
+        "error": "CellExecutionError" if failed else None,
+        "traceback": build_traceback(failed_cell) if failed_cell else None,
+    }
+    return guard_run.page_problems(exec_data, executed_notebook(result))
+
+
 def page_problems(result: PageRun) -> list[str]:
     """Where the build would fail on the page itself."""
     out, found = result.itself, []
     if out.problem:
-        found.append(out.problem)
+        return [out.problem]
+    guard = guard_page_problems(result)
+    if guard is not None:
+        return guard
     if out.failed_at is not None:
         first = result.cells[out.failed_at]["source"].strip().splitlines()[0][:70]
         found.append(f"code cell {out.failed_at + 1} ({first!r}) raised {out.error}")

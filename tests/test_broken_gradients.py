@@ -266,6 +266,20 @@ def test_a_false_claim_fails_the_page_with_false_claim(runner_test):
     assert "a sum of ones counts them" in error["evalue"]
 
 
+def test_a_page_whose_demonstration_does_not_raise_fails(tmp_path):
+    page = tmp_path / "silent.md"
+    page.write_text(
+        f"---\n{HEADER}---\n# Silent\n\n"
+        + cells(
+            "import torch\nfrom byhand import check, start_chapter\nstart_chapter('9 · Silent')",
+            ':tags: [raises-exception]\ncheck({"dL/dx": (torch.ones(2), torch.ones(2))})',
+        )
+    )
+    problems = page_problems(run(page, cwd=ROOT / "book"))
+    assert len(problems) == 1 and "code cell 2" in problems[0], problems
+    assert "raises-exception but did not raise" in problems[0], problems
+
+
 def test_what_a_claim_mutation_must_produce():
     m = mutation("x", "y", claim="torch.relu's gradient at exactly 0 is 0")
     title = "1 · The chain rule"
