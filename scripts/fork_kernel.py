@@ -170,7 +170,10 @@ class Runner:
         first traceback (it inspects every loaded module and compiles its highlighter:
         about a second); its output is thrown away. The page's namespace, history and
         execution count are left as a fresh kernel has them, and that is checked."""
-        exec(compile(source, "<warm-up>", "exec"), {})
+        try:
+            exec(compile(source, "<warm-up>", "exec"), {})
+        except Exception:  # only a speed-up: the page will meet the error itself
+            return
         if cell:
             names, count = set(self.shell.user_ns), self.shell.execution_count
             self.outputs = []
