@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-JOBS   ?= 2
+# Parallel build jobs: unset, the scripts use one per core, at most 4 (scripts/project.py).
+JOBS   ?=
 PORT   ?= 8000
 
 # Installs come from the locks, every package pinned with its hashes (pip --require-hashes):
@@ -33,15 +34,20 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --no-emit-pack
 UPGRADE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help book test preview serve bench lighthouse chapter clean lock linkcheck
+.PHONY: help book test check format preview serve bench bench-build lighthouse chapter clean lock linkcheck
 
 help:
 	@echo "make book      build the whole book strictly, from clean, into _build/html"
-	@echo "make test      run the test suite (builds the book itself, in a temporary folder)"
+	@echo "make test      run the whole test suite (builds the book itself, in a temporary folder)"
+	@echo "make check CHAPTER=book/02-batched-backprop.md   the fast inner loop (under a minute):"
+	@echo "               ruff, helper units, repository checks, and that chapter with its"
+	@echo "               exercises (without solutions) and its mutations"
+	@echo "make format    ruff: format the Python code and fix what it can"
 	@echo "make preview   live preview on http://127.0.0.1:$(PORT); re-executes only edited chapters"
 	@echo "make serve     serve the last build of _build/html on http://127.0.0.1:$(PORT)"
 	@echo "make chapter NAME=07-my-topic TITLE='My topic'   new chapter from the template, added to _toc.yml"
-	@echo "make bench     print build-speed figures (clean build, per chapter, rebuilds)"
+	@echo "make bench     run the test suite once; print its wall time and five slowest tests"
+	@echo "make bench-build print build-speed figures (clean build, per chapter, rebuilds)"
 	@echo "make lighthouse print Lighthouse figures for every page of the last build"
 	@echo "make linkcheck check every link of the book (executes no chapter)"
 	@echo "make lock      recompile requirements*.lock from the ranges (UPGRADE=1: newest versions)"
@@ -72,17 +78,28 @@ lock: $(VENV)/.test-deps
 	$(VENV)/bin/uv pip compile $(LOCK_FLAGS) --constraints $(TEST_LOCK) requirements.txt -o $(LOCK)
 
 book: $(VENV)/.book-deps
-	$(PY) scripts/build_book.py --jobs $(JOBS)
+	$(PY) scripts/build_book.py $(if $(JOBS),--jobs $(JOBS))
 
+# pytest's options (workers, markers, warnings) are in pyproject.toml: `pytest` run from
+# the root does the same as `make test`.
 test: $(VENV)/.test-deps
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The inner loop (scripts/check.py): ruff, every test that needs no build, and the chapter
+# being edited with its exercises without solutions and its mutations (run_chapter.py).
+check: $(VENV)/.test-deps
+	$(PY) scripts/check.py $(CHAPTER) $(if $(PYTEST_ARGS),--pytest $(PYTEST_ARGS))
+
+format: $(VENV)/.test-deps
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 preview: $(VENV)/.book-deps
-	$(PY) scripts/preview.py --port $(PORT)
+	$(PY) scripts/preview.py --port $(PORT) $(if $(JOBS),--jobs $(JOBS))
 
 # Every link of the book, checked without executing a chapter (the weekly job runs it).
 linkcheck: $(VENV)/.book-deps
-	$(PY) scripts/build_book.py --linkcheck --jobs $(JOBS)
+	$(PY) scripts/build_book.py --linkcheck $(if $(JOBS),--jobs $(JOBS))
 
 serve:
 	@test -f _build/html/index.html || { echo "no build yet: run make book first"; exit 1; }
@@ -92,6 +109,9 @@ chapter: $(VENV)/.book-deps
 	$(PY) scripts/new_chapter.py "$(NAME)" --title "$(TITLE)"
 
 bench: $(VENV)/.test-deps
+	$(PY) scripts/bench_suite.py $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+
+bench-build: $(VENV)/.test-deps
 	$(PY) scripts/bench_build.py
 
 lighthouse: $(VENV)/.book-deps

@@ -1,4 +1,4 @@
-"""Build-speed figures for the book. ``make bench`` runs this.
+"""Build-speed figures for the book. ``make bench-build`` runs this.
 
 Works on a temporary copy of the book (the sources ``make book`` reads), so it never
 touches the working tree or its ``_build``. It measures, and prints next to the goals:
@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import project
 from build_book import copy_book
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def edit_prose(page: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chapter", default=None, help="chapter to edit (default: the first)")
-    parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4))
+    parser.add_argument("--jobs", type=int, default=project.default_jobs())
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
     args = parser.parse_args(argv)
 
@@ -98,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         chapters = sorted(runtimes)
 
         # 2. the preview loop
-        preview = [py, "scripts/preview.py", "--root", ".", "--jobs", str(args.jobs), "--build-only"]
+        preview = [
+            py,
+            "scripts/preview.py",
+            "--root",
+            ".",
+            "--jobs",
+            str(args.jobs),
+            "--build-only",
+        ]
         first, _ = timed(preview, book, tmp / "preview-first.log")
         repeats = [timed(preview, book, tmp / f"preview-nochange-{i}.log") for i in range(3)]
         nochange = statistics.median(seconds for seconds, _ in repeats)

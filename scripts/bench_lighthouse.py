@@ -30,10 +30,10 @@ import sys
 import threading
 from pathlib import Path
 
+import project
+from guard import toc_documents
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-from guard import toc_documents  # noqa: E402
+ROOT = project.ROOT
 # $LIGHTHOUSE points at another copy (e.g. a scratch `npm ci` when node_modules omits dev tools)
 LIGHTHOUSE = Path(os.environ.get("LIGHTHOUSE", ROOT / "node_modules" / ".bin" / "lighthouse"))
 GZIP_TYPES = ("text/html", "text/css", "text/javascript", "application/javascript",

@@ -23,7 +23,6 @@ to ``_build/linkcheck/output.txt`` (and ``output.json``). Exits non-zero on a br
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -32,8 +31,8 @@ from pathlib import Path
 
 from jupyter_book.sphinx import build_sphinx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fontcache  # noqa: E402
+import fontcache
+import project
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a build reads. node_modules is linked, not copied (math pre-rendering).
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", nargs="?", default=".", type=Path, help="book root (default: .)")
     parser.add_argument(
-        "--jobs", type=int, default=min(os.cpu_count() or 1, 4), help="parallel Sphinx workers"
+        "--jobs", type=int, default=project.default_jobs(), help="parallel Sphinx workers"
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep _build (incremental; for benchmarks only)"

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import jupytext
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-from guard import toc_documents  # noqa: E402
+import project
+from guard import toc_documents
+
+ROOT = project.ROOT
 
 HIDDEN = {"remove-input", "remove-cell", "hide-input", "hide-cell"}
 FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,}|~{3,})\s*(?:\{(?P<name>[\w:-]+)\})?(?P<rest>.*)$")
@@ -44,18 +45,29 @@ def prose_words(markdown: str) -> tuple[int, int]:
     for line in markdown.splitlines():
         stripped = line.strip()
         m = FENCE.match(stripped)
-        if m and stack and m["fence"] == stack[-1]["fence"] and not m["name"] and not m["rest"].strip():
+        if (
+            m
+            and stack
+            and m["fence"] == stack[-1]["fence"]
+            and not m["name"]
+            and not m["rest"].strip()
+        ):
             stack.pop()
             continue
         if stack and stack[-1]["code"]:
             continue  # inside a code block or a math directive
         if m and (m["name"] or m["fence"][0] in "`~"):
             name = m["name"] or ""
-            stack.append({
-                "fence": m["fence"],
-                "code": m["fence"][0] in "`~" and name in ("", "code", "code-block", "literalinclude", "math"),
-                "folded": name in FOLDED or "dropdown" in m["rest"] or any(f["folded"] for f in stack),
-            })
+            stack.append(
+                {
+                    "fence": m["fence"],
+                    "code": m["fence"][0] in "`~"
+                    and name in ("", "code", "code-block", "literalinclude", "math"),
+                    "folded": name in FOLDED
+                    or "dropdown" in m["rest"]
+                    or any(f["folded"] for f in stack),
+                }
+            )
             in_options = True
             continue
         if (in_options or in_yaml) and stripped == "---":
@@ -72,10 +84,10 @@ def prose_words(markdown: str) -> tuple[int, int]:
             if re.match(r"^:class:.*dropdown", stripped) and stack:
                 stack[-1]["folded"] = True
             continue
-        text = re.sub(r"\$[^$]*\$", " ", line)          # inline math
-        text = re.sub(r"`[^`]*`", " x ", text)          # inline code: one word
-        text = re.sub(r"\{[\w:-]+\}", "", text)         # roles
-        text = re.sub(r"\]\([^)]*\)", "]", text)        # link targets
+        text = re.sub(r"\$[^$]*\$", " ", line)  # inline math
+        text = re.sub(r"`[^`]*`", " x ", text)  # inline code: one word
+        text = re.sub(r"\{[\w:-]+\}", "", text)  # roles
+        text = re.sub(r"\]\([^)]*\)", "]", text)  # link targets
         count = len(WORD.findall(text))
         if any(f["folded"] for f in stack):
             folded += count
@@ -98,7 +110,13 @@ def page_stats(path: Path) -> dict[str, float]:
             else:
                 visible += len(lines)
     minutes = main / WORDS_PER_MINUTE + visible / CODE_LINES_PER_MINUTE
-    return {"main": main, "folded": folded, "visible": visible, "hidden": hidden, "minutes": minutes}
+    return {
+        "main": main,
+        "folded": folded,
+        "visible": visible,
+        "hidden": hidden,
+        "minutes": minutes,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,12 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(head))
     totals = dict.fromkeys(rows[0][1], 0.0)
     for doc, s in rows:
-        print(f"{doc:<{width}} {s['main']:>10,} {s['folded']:>12,} {s['visible']:>12,} {s['hidden']:>11,} {s['minutes']:>7.0f}")
+        print(
+            f"{doc:<{width}} {s['main']:>10,} {s['folded']:>12,} {s['visible']:>12,} {s['hidden']:>11,} {s['minutes']:>7.0f}"
+        )
         for key in totals:
             totals[key] += s[key]
     print("-" * len(head))
     t = totals
-    print(f"{'total':<{width}} {int(t['main']):>10,} {int(t['folded']):>12,} {int(t['visible']):>12,} {int(t['hidden']):>11,} {t['minutes']:>7.0f}")
+    print(
+        f"{'total':<{width}} {int(t['main']):>10,} {int(t['folded']):>12,} {int(t['visible']):>12,} {int(t['hidden']):>11,} {t['minutes']:>7.0f}"
+    )
     return 0
 
 

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fontcache  # noqa: E402
+import fontcache
+import project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default="127.0.0.1", help="default: local machine only")
-    parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4))
+    parser.add_argument("--jobs", type=int, default=project.default_jobs())
     parser.add_argument("--root", type=Path, default=ROOT, help="book root (default: this repo)")
     parser.add_argument("--build-only", action="store_true", help="build once and exit")
     parser.add_argument("--write-conf", action="store_true", help="write conf.py and exit")

@@ -1,26 +1,41 @@
-"""Shared fixtures: a copy of the book, built once per test session.
+"""Shared fixtures: the book built once per test session, chapter runs, mini books.
 
-Tests never build into the working tree's ``_build``: each build runs on a copy of
-the book's sources in a temporary folder, exactly as ``make book`` would build it.
+Tests never build into the working tree's ``_build``: each build runs on a copy of the
+book's sources in a temporary folder, exactly as ``make book`` would build it.
+
+The suite runs on pytest-xdist workers (``pyproject.toml``). What several tests read is
+computed once per session for all workers together (``once``): the first worker to ask
+computes it under a file lock in the session's shared temporary folder, the others wait
+for it and read the result. That is how the whole book is built once (``built_book``)
+and each chapter is run once, with its mutations and without its solutions
+(``chapter_run``), whichever workers the tests land on.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import resource
+import signal
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from filelock import FileLock
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in ("book", "book/_ext", "scripts"):
-    sys.path.insert(0, str(ROOT / _path))
+import project  # first: puts book/ and book/_ext on sys.path (the one place)
+import run_chapter
+from build_book import copy_book
+from guard import chapter_documents, toc_documents
 
-from build_book import copy_book  # noqa: E402
-from guard import chapter_documents, toc_documents  # noqa: E402
+ROOT = project.ROOT
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,7 +60,15 @@ def chapters() -> list[Path]:
     return [ROOT / f"{doc}.md" for doc in chapter_documents(ROOT / "_toc.yml")]
 
 
-def mini_book(dest: Path, pages: dict[str, str], config_edits: dict[str, str] | None = None) -> Path:
+def by_chapter(chapter: Path):
+    """Marks a test that reads ``chapter_run(chapter)``: xdist sends all of them to one
+    worker (``--dist loadgroup``), so no worker waits for another's run of the chapter."""
+    return pytest.mark.xdist_group(f"chapter-{chapter.stem}")
+
+
+def mini_book(
+    dest: Path, pages: dict[str, str], config_edits: dict[str, str] | None = None
+) -> Path:
     """A copy of the book whose only pages are the intro and ``pages`` ({stem: MyST text}).
 
     ``config_edits`` replaces text in the copy's ``_config.yml`` (e.g. a shorter timeout).
@@ -69,12 +92,26 @@ def mini_book(dest: Path, pages: dict[str, str], config_edits: dict[str, str] | 
     return dest
 
 
-def run_build(root: Path, timeout: float = 1200) -> Build:
-    """Build the book at ``root`` with the same script ``make book`` runs."""
+def stub_book(dest: Path) -> Path:
+    """A copy of the book with its real ``_toc.yml`` and configuration, in which every page
+    is one line of prose: a build of it executes nothing but what a test adds (e.g. a new
+    chapter from the template, placed in the real TOC by ``make chapter``)."""
+    copy_book(dest)
+    for doc in toc_documents(dest / "_toc.yml"):
+        (dest / f"{doc}.md").write_text(f"# {Path(doc).name}\n\nA stand-in page.\n")
+    return dest
+
+
+def run_build(root: Path, timeout: float = 1200, jobs: int | None = None) -> Build:
+    """Build the book at ``root`` with the same script ``make book`` runs.
+
+    ``jobs`` defaults to the script's own default; a mini book (one page to run) is built
+    with ``jobs=1`` by ``mini_build``: a second Sphinx worker would only cost a fork."""
     start = time.perf_counter()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+    args = ["--jobs", str(jobs)] if jobs else []
     proc = subprocess.run(
-        [sys.executable, str(root / "scripts" / "build_book.py"), str(root)],
+        [sys.executable, str(root / "scripts" / "build_book.py"), str(root), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -83,7 +120,217 @@ def run_build(root: Path, timeout: float = 1200) -> Build:
     return Build(root, proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start)
 
 
+def mini_build(root: Path, timeout: float = 600) -> Build:
+    """``run_build`` for a mini book (the intro and a page or two): one Sphinx worker."""
+    return run_build(root, timeout, jobs=1)
+
+
+# --- computed once per session, whichever xdist worker asks first ---------------------------
+
+
+def _shared_tmp(factory: pytest.TempPathFactory) -> Path:
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
-def built_book(tmp_path_factory) -> Build:
-    """The whole book, built from scratch once for the session."""
-    return run_build(copy_book(tmp_path_factory.mktemp("book")))
+def shared_tmp(tmp_path_factory) -> Path:
+    """A temporary folder all xdist workers of this session share (pytest-xdist's recipe:
+    a worker's base folder is a subfolder of the session's)."""
+    return _shared_tmp(tmp_path_factory)
+
+
+class Once:
+    """``once(name, compute)``: ``compute()``'s result, computed by one worker of the session
+    and pickled for the others. An exception is kept too, and raised to every caller."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.memo: dict[str, object] = {}
+
+    def __call__(self, name: str, compute: Callable[[], T]) -> T:
+        if name not in self.memo:
+            path = self.folder / f"once-{name}.pickle"
+            with FileLock(f"{path}.lock"):
+                if not path.is_file():
+                    try:
+                        value = ("ok", compute())
+                    except Exception as error:  # kept for every caller, with its traceback
+                        value = (
+                            "error",
+                            f"{type(error).__name__}: {error}\n{traceback.format_exc()}",
+                        )
+                    path.write_bytes(pickle.dumps(value))
+                self.memo[name] = pickle.loads(path.read_bytes())
+        status, value = self.memo[name]
+        if status == "error":
+            pytest.fail(f"{name} could not be computed:\n{value}", pytrace=False)
+        return value
+
+
+@pytest.fixture(scope="session")
+def once(shared_tmp) -> Once:
+    return Once(shared_tmp)
+
+
+# The whole book is built in the background from the moment the tests are collected (when
+# any of them needs it), so that no worker sits idle waiting for it later: the build runs
+# beside the first tests, and is usually done before the first test that reads it starts.
+BOOK_BUILD = "built-book"
+
+
+def start_book_build(shared: Path) -> None:
+    """Start ``build_book.py`` on a copy of the book in ``shared/built-book``, once per
+    session, in the background; ``built_book`` waits for it. Beside the copy, in
+    ``built-book.run/``: the build's log, its process id, and, written last, when the
+    build has finished, its exit status."""
+    root, run = shared / BOOK_BUILD, shared / f"{BOOK_BUILD}.run"
+    with FileLock(f"{run}.lock"):
+        if run.exists():
+            return
+        run.mkdir()
+        copy_book(root)
+        (run / "started").write_text(str(time.time()))
+        script = (
+            f'"{sys.executable}" "{root / "scripts" / "build_book.py"}" "{root}" '
+            f'> "{run / "build.log"}" 2>&1; echo $? > "{run / "exit-status.tmp"}"; '
+            f'mv "{run / "exit-status.tmp"}" "{run / "exit-status"}"'
+        )
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+        proc = subprocess.Popen(
+            ["sh", "-c", script], env=env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        (run / "pid").write_text(str(proc.pid))
+        _BACKGROUND.append(proc)
+
+
+_BACKGROUND: list[subprocess.Popen] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Reap the background build (another worker may still need it); stop it if the
+    session was interrupted (Ctrl+C)."""
+    for proc in _BACKGROUND:
+        if proc.poll() is None and exitstatus == pytest.ExitCode.INTERRUPTED:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+
+
+def wait_for_book_build(shared: Path, timeout: float = 1200) -> Build:
+    start_book_build(shared)  # unless it was started at collection
+    root, run = shared / BOOK_BUILD, shared / f"{BOOK_BUILD}.run"
+    status, pid = run / "exit-status", int((run / "pid").read_text())
+    deadline = time.monotonic() + timeout
+    while not status.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the book's build in {root} did not finish in {timeout:.0f} s")
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            if not status.exists():  # it may have ended just now
+                raise RuntimeError(f"the book's build in {root} stopped without a result") from None
+        time.sleep(0.5)
+    seconds = status.stat().st_mtime - float((run / "started").read_text())
+    log = (run / "build.log").read_text(errors="replace")
+    return Build(root, int(status.read_text()), log, seconds)
+
+
+def schedule_rank(item) -> int:
+    """Where a test goes in the order xdist hands tests out (it follows collection order):
+    the long runs first, so that no worker is left with one at the end; the tests that read
+    the built book once it has had time to build; the ``late`` ones last."""
+    names = getattr(item, "fixturenames", ())
+    if item.get_closest_marker("late"):
+        return 4
+    if "built_book" in names:
+        return 3
+    if "chapter_run" in names:
+        return 0
+    return 1 if item.get_closest_marker("build") else 2
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=schedule_rank)  # stable: the order within each rank is kept
+    if config.option.collectonly:
+        return
+    if any("built_book" in getattr(item, "fixturenames", ()) for item in items):
+        start_book_build(_shared_tmp(config._tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def built_book(once, shared_tmp) -> Build:
+    """The whole book, built from scratch once for the session (for every worker), with
+    the script ``make book`` runs (started in the background at collection)."""
+    return once("built-book", lambda: wait_for_book_build(shared_tmp))
+
+
+@pytest.fixture(scope="session")
+def chapter_run(once) -> Callable[[Path], run_chapter.PageRun]:
+    """``chapter_run(chapter)``: the chapter executed once (scripts/run_chapter.py), with
+    every mutation of tests/mutations/<chapter>.yml and without its solutions."""
+
+    def run(chapter: Path) -> run_chapter.PageRun:
+        def compute():
+            return run_chapter.run(chapter, run_chapter.load_mutations(chapter), exercises=True)
+
+        return once(f"chapter-{chapter.stem}", compute)
+
+    return run
+
+
+# --- CPU time per test: where the suite's time goes (make bench) ---------------------------
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--cpu-durations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="list the N tests (setup, call, teardown) that used the most CPU time, their "
+        "subprocesses included (wall time depends on the machine's load; CPU time much less)",
+    )
+
+
+def _cpu_seconds() -> float:
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    runners = run_chapter.CPU_SECONDS  # long-lived children, not in RUSAGE_CHILDREN yet
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + runners
+
+
+def _timed(phase: str):
+    @pytest.hookimpl(hookwrapper=True)
+    def hook(item, *args):
+        start = _cpu_seconds()
+        yield
+        item.user_properties.append((f"cpu_{phase}", _cpu_seconds() - start))
+
+    return hook
+
+
+pytest_runtest_setup = _timed("setup")
+pytest_runtest_call = _timed("call")
+pytest_runtest_teardown = _timed("teardown")
+
+_CPU: list[tuple[float, str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    for key, seconds in report.user_properties:
+        if key == f"cpu_{report.when}":
+            _CPU.append((seconds, report.when, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    count = config.getoption("--cpu-durations")
+    if not count or not _CPU:
+        return
+    terminalreporter.write_sep(
+        "=", f"most CPU time: {count} of {len(_CPU)} (all {sum(s for s, _, _ in _CPU):.0f} s)"
+    )
+    for seconds, when, nodeid in sorted(_CPU, reverse=True)[:count]:
+        terminalreporter.write_line(f"{seconds:8.2f}s {when:<8} {nodeid}")

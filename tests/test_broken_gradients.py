@@ -1,68 +1,51 @@
-"""Break each manual gradient on purpose and watch the build fail.
+"""Break each manual gradient on purpose and watch the page fail.
 
 ``tests/mutations/<chapter>.yml`` lists, for each chapter, edits that break one
 manual gradient each (a factor 1.001, ``.sum(0)`` -> ``.mean(0)``, a dropped
-transpose, ...) and the quantity whose check must then fail::
+transpose, ...) and the quantity whose check must then fail (or, with ``claim:``, the
+sentence whose ``claim`` must then fail)::
 
-    - find: "W_g = X.t() @ Y_g"          # occurs exactly once in the chapter
-      replace: "W_g = X.t() @ Y_g * 1.001"
+    - find: "W_g = X.t() @ G"          # occurs exactly once in the chapter
+      replace: "W_g = X.t() @ G * 1.001"
       quantity: "dL/dW"
 
-All mutated chapters go into one small book, one page per mutation, built once
-with the same script ``make book`` runs (``--keep-going`` reports every failing
-page). Each mutation must fail its own page with a ``GradientMismatch`` that names
-the chapter and the quantity, and the build as a whole must exit non-zero.
+Each mutation must fail its page the way the build would fail it: the page's first error
+is a ``GradientMismatch`` that names the chapter and the quantity (``FalseClaim`` naming
+the chapter and the sentence, for a claim).
+
+How: ``scripts/run_chapter.py`` executes each chapter once and forks at the cell each
+mutation changes (``chapter_run`` in conftest.py, shared by tests/test_exercises.py).
+That this is what the build does is tested here: mutated pages chosen to cover each path
+of the runner are built for real, with the script ``make book`` runs, and must fail with
+exactly the error line the runner predicted; and the runner is given pages on which it
+must report each kind of failure (not caught, wrong quantity, another error, a timeout,
+an allowed error, a thread alive at a fork, settings it cannot reproduce).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import re
-from dataclasses import dataclass
-from pathlib import Path
+import textwrap
 
 import pytest
-import yaml
-from conftest import ROOT, chapters, mini_book, run_build
+
+from conftest import ROOT, by_chapter, chapters, mini_book, run_build
+from run_chapter import (
+    CannotSimulate,
+    Mutation,
+    fork_point,
+    load_mutations,
+    mutation_problem,
+    page_problems,
+    plan,
+    run,
+)
 
 pytestmark = pytest.mark.build
 
 MUTATIONS = ROOT / "tests" / "mutations"
-
-
-@dataclass(frozen=True)
-class Mutation:
-    chapter: Path
-    find: str
-    replace: str
-    quantity: str
-    number: int
-
-    @property
-    def stem(self) -> str:
-        return f"{self.chapter.stem}-mutant-{self.number}"
-
-    @property
-    def id(self) -> str:
-        return f"{self.chapter.stem}:{self.quantity}:{self.number}"
-
-
-def load_mutations() -> list[Mutation]:
-    found = []
-    for spec in sorted(MUTATIONS.glob("*.yml")):
-        chapter = ROOT / "book" / f"{spec.stem}.md"
-        for number, entry in enumerate(yaml.safe_load(spec.read_text()) or [], 1):
-            found.append(Mutation(chapter, entry["find"], entry["replace"], entry["quantity"], number))
-    return found
-
-
 ALL = load_mutations()
-
-
-def chapter_title(chapter: Path) -> str:
-    match = re.search(r"""start_chapter\(\s*["'](.+?)["']""", chapter.read_text())
-    assert match, f"{chapter.name} never calls start_chapter(...)"
-    return match.group(1)
 
 
 def test_every_chapter_has_mutations():
@@ -83,35 +66,257 @@ def test_mutation_applies_to_exactly_one_place(mutation):
     assert mutation.replace != mutation.find
 
 
-@pytest.fixture(scope="module")
-def mutant_build(tmp_path_factory):
-    pages = {
-        m.stem: m.chapter.read_text().replace(m.find, m.replace, 1)
-        for m in ALL
-        if m.chapter.read_text().count(m.find) == 1
-    }
-    if not pages:
-        pytest.skip("no mutations to build")
-    build = run_build(mini_book(tmp_path_factory.mktemp("mutants"), pages))
-    runs = json.loads((build.root / "_build" / "execution.json").read_text())
-    return build, runs
+@pytest.mark.parametrize(
+    "chapter", [pytest.param(c, id=c.stem, marks=by_chapter(c)) for c in chapters()]
+)
+def test_the_chapter_itself_passes_in_the_runner(chapter_run, chapter):
+    """The mutations are judged against the chapter as it is: that must pass first."""
+    problems = page_problems(chapter_run(chapter))
+    assert not problems, f"{chapter.name}:\n  " + "\n  ".join(problems)
 
 
-def test_the_mutated_book_fails_to_build(mutant_build):
-    build, _ = mutant_build
+@pytest.mark.parametrize(
+    "mutation", [pytest.param(m, id=m.id, marks=by_chapter(m.chapter)) for m in ALL]
+)
+def test_mutation_fails_naming_chapter_and_quantity(chapter_run, mutation):
+    problem = mutation_problem(chapter_run(mutation.chapter), mutation)
+    assert problem is None, problem
+
+
+# --- the runner agrees with the real build ------------------------------------------------
+
+
+KERNEL_SECONDS = 2.5  # what one more page costs a build: a kernel that imports torch
+
+
+def witnesses(runs: dict) -> list[Mutation]:
+    """The mutations to build for real: few and cheap pages that, together, take every
+    path through the runner (the cheapest cover; a page costs a kernel plus the cells a
+    build would run, by the runner's own timing).
+
+    Paths: a check and a claim; the failure in the edited cell and in a later one; run by
+    replay from a snapshot (after a cell left a thread running). The page without its
+    solutions is compared with a Jupyter kernel in tests/test_exercises.py."""
+    cheapest: dict[frozenset[str], tuple[float, Mutation]] = {}  # per set of paths
+    for m in ALL:
+        out = runs[m.chapter.stem].mutations[m.id]
+        if not out.cells or out.failed_at is None:
+            continue
+        fork = out.cells[0]["index"]  # a real build also runs every cell before it
+        before = sum(c["seconds"] for c in runs[m.chapter.stem].itself.cells[:fork])
+        paths = {"claim" if m.claim else "check"}
+        paths.add("same cell" if out.failed_at == fork else "later cell")
+        if out.replayed is not None:
+            paths.add("replayed")
+        cost = KERNEL_SECONDS + before + out.seconds
+        if cost < cheapest.get(frozenset(paths), (float("inf"),))[0]:
+            cheapest[frozenset(paths)] = (cost, m)
+    every = frozenset().union(*cheapest)
+    covers = [
+        combo
+        for size in range(1, len(cheapest) + 1)
+        for combo in itertools.combinations(cheapest, size)
+        if frozenset().union(*combo) == every
+    ]
+    best = min(covers, key=lambda combo: sum(cheapest[paths][0] for paths in combo), default=())
+    chosen = [cheapest[paths][1] for paths in best]
+    return chosen or ALL[:1]
+
+
+@pytest.mark.late  # it reads every chapter's run: by then they are done
+def test_the_runner_agrees_with_the_real_build(chapter_run, tmp_path):
+    runs = {c.stem: chapter_run(c) for c in chapters()}
+    chosen = witnesses(runs)
+    pages = {m.stem: m.chapter.read_text().replace(m.find, m.replace, 1) for m in chosen}
+    build = run_build(mini_book(tmp_path, pages))
     assert build.returncode != 0, build.log[-3000:]
     assert "BUILD FAILED" in build.log
+    executed = json.loads((build.root / "_build" / "execution.json").read_text())
+    for m in chosen:
+        predicted = runs[m.chapter.stem].mutations[m.id]
+        built = executed.get(f"book/{m.stem}")
+        assert built is not None, f"{m.stem} was not executed"
+        assert not built["succeeded"], f"{m.id}: the runner says it fails, the build passed"
+        assert built["error"] == predicted.error, (
+            f"{m.id}: the build's error line differs from the runner's:\n"
+            f"  build:  {built['error']}\n  runner: {predicted.error}"
+        )
+        assert f"book/{m.stem}.md: {built['error']}" in build.log
 
 
-@pytest.mark.parametrize("mutation", ALL, ids=lambda m: m.id)
-def test_mutation_fails_naming_chapter_and_quantity(mutant_build, mutation):
-    build, runs = mutant_build
-    run = runs.get(f"book/{mutation.stem}")
-    assert run is not None, f"{mutation.stem} was not executed"
-    assert not run["succeeded"], (
-        f"{mutation.chapter.name}: replacing {mutation.find!r} with {mutation.replace!r} "
-        "did not fail the build"
+# --- the runner reports every way a mutation can go wrong ---------------------------------
+
+HEADER = (ROOT / "book" / "_template.md").read_text().split("---\n", 2)[1]
+
+
+def cells(*sources: str) -> str:
+    """Code cells; a source starting with ``:tags:`` keeps that line as the cell's options."""
+    return "".join(
+        f"```{{code-cell}} ipython3\n{textwrap.dedent(s).strip()}\n```\n\n" for s in sources
     )
-    expected = f"GradientMismatch: [{chapter_title(mutation.chapter)}] {mutation.quantity}"
-    assert run["error"].startswith(expected), f"expected {expected!r}, got {run['error']!r}"
-    assert f"book/{mutation.stem}.md: {expected}" in build.log
+
+
+PAGE = f"---\n{HEADER}---\n# Runner test\n\n" + cells(
+    """
+    import threading, time
+    import torch
+    from byhand import check, claim, start_chapter
+    start_chapter("9 · Runner")
+    X = torch.randn(4, 3)                      # (N, n_in)
+    W = torch.randn(3, 2, requires_grad=True)  # (n_in, n_out)
+    Y = X @ W                                  # (N, n_out)
+    Y.pow(2).mean().backward()
+    """,
+    """
+    G = 2 * Y.detach() / Y.numel()  # dL/dY
+    W_g = X.t() @ G                 # dL/dW
+    """,
+    'check({"dL/dW": (W_g, W.grad)})',
+    """
+    :tags: [raises-exception]
+    check({"dL/dW": (W_g.t(), W.grad)})  # a wrong formula, on purpose
+    """,
+    'claim("a sum of ones counts them", torch.ones(3).sum() == 3)',
+    "time.sleep(0)",
+    # a thread alive from here on: later mutations are replayed from a snapshot
+    "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()",
+    'X_g = G @ W.detach().t()  # dL/dX\ncheck({"dL/dX (after a thread)": (X_g, X_g.clone())})',
+    'check({"dL/dW (after a thread)": (X.t() @ G, W.grad)})',
+)
+
+
+def mutation(find: str, replace: str, **expect) -> Mutation:
+    return Mutation(ROOT / "book" / "runner-test.md", find, replace, 0, **expect)
+
+
+CASES = {
+    "caught in a later cell": mutation("W_g = X.t() @ G ", "W_g = X.t() @ G * 1.001 ", quantity="dL/dW"),
+    "not caught": mutation("# dL/dW", "# dL/dW, unchanged", quantity="dL/dW"),
+    "wrong quantity": mutation("W_g = X.t() @ G ", "W_g = X.t() @ G * 2 ", quantity="dL/dX"),
+    "another error": mutation("W_g = X.t() @ G ", "W_g = X.t() @ G_missing ", quantity="dL/dW"),
+    "an allowed error": mutation("W_g.t(), W.grad", "W_g.t() * 2, W.grad", quantity="dL/dW"),
+    "a false claim": mutation("sum() == 3", "sum() == 4", claim="a sum of ones counts them"),
+    "a timeout": mutation("time.sleep(0)", "time.sleep(30)", quantity="dL/dW"),
+    "replayed, caught": mutation("(X.t() @ G, W.grad)", "(X.t() @ G * 1.001, W.grad)",
+                                 quantity="dL/dW (after a thread)"),
+    "replayed, not caught": mutation("# dL/dX", "# dL/dX, unchanged", quantity="dL/dX (after a thread)"),
+    "refused by the guard": mutation("jupytext:\n", "jupyter_text:\n", quantity="dL/dW"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runner_test(tmp_path_factory):
+    page = tmp_path_factory.mktemp("runner") / "runner-test.md"
+    page.write_text(PAGE)
+    cases = {
+        name: Mutation(page, m.find, m.replace, number, m.quantity, m.claim)
+        for number, (name, m) in enumerate(CASES.items(), 1)
+    }
+    for m in cases.values():
+        assert PAGE.count(m.find) == 1, m.find
+    return run(page, list(cases.values()), cwd=ROOT / "book", timeout=3), cases
+
+
+def test_the_test_page_passes(runner_test):
+    result, _ = runner_test
+    assert page_problems(result) == []
+    assert result.itself.counts() == {"check": 3, "fd_check": 0, "claim": 1}
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("caught in a later cell", None),
+        ("replayed, caught", None),
+        ("not caught", "did not fail the build"),
+        ("replayed, not caught", "did not fail the build"),
+        ("an allowed error", "did not fail the build"),
+        ("wrong quantity", "expected 'GradientMismatch: [9 · Runner] dL/dX', got 'GradientMismatch: [9 · Runner] dL/dW"),
+        ("another error", "got \"NameError: name 'G_missing' is not defined\""),
+        ("a timeout", "got 'nbclient.exceptions.CellTimeoutError"),
+        ("refused by the guard", "the build would refuse the mutated page before running it: "
+                                 "book/runner-test.md has code cells but no jupytext header"),
+    ],
+)  # fmt: skip
+def test_the_runner_reports_what_the_build_would(runner_test, case, expected):
+    result, cases = runner_test
+    problem = mutation_problem(result, cases[case])
+    if expected is None:
+        assert problem is None, problem
+    else:
+        assert problem and expected in problem, problem
+
+
+def test_the_runner_forks_at_the_edited_cell_and_replays_after_a_thread(runner_test):
+    result, cases = runner_test
+    later = result.mutations[cases["caught in a later cell"].id]
+    assert [c["index"] for c in later.cells] == [1, 2] and later.failed_at == 2
+    assert later.replayed is None
+    replayed = result.mutations[cases["replayed, caught"].id]
+    assert replayed.replayed == 6 and replayed.failed_at == 8
+    assert result.itself.threads > 1  # the thread was really there
+
+
+def test_a_false_claim_fails_the_page_with_false_claim(runner_test):
+    result, cases = runner_test
+    out = result.mutations[cases["a false claim"].id]
+    assert out.failed_at == 4
+    error = out.cells[-1]["error"]
+    assert error["ename"] == "FalseClaim" and "[9 · Runner]" in error["evalue"]
+    assert "a sum of ones counts them" in error["evalue"]
+
+
+def test_a_page_whose_demonstration_does_not_raise_fails(tmp_path):
+    page = tmp_path / "silent.md"
+    page.write_text(
+        f"---\n{HEADER}---\n# Silent\n\n"
+        + cells(
+            "import torch\nfrom byhand import check, start_chapter\nstart_chapter('9 · Silent')",
+            ':tags: [raises-exception]\ncheck({"dL/dx": (torch.ones(2), torch.ones(2))})',
+        )
+    )
+    problems = page_problems(run(page, cwd=ROOT / "book"))
+    assert len(problems) == 1 and "code cell 2" in problems[0], problems
+    assert "raises-exception but did not raise" in problems[0], problems
+
+
+def test_what_a_claim_mutation_must_produce():
+    m = mutation("x", "y", claim="torch.relu's gradient at exactly 0 is 0")
+    title = "1 · The chain rule"
+    line = 'FalseClaim: [1 · The chain rule] the book says: "torch.relu\'s gradient at exactly 0 is 0", but'
+    assert m.caught_by(line, title)
+    assert not m.caught_by(line.replace("1 · The", "2 · The"), title)
+    assert not m.caught_by(line.replace("exactly 0", "exactly 1"), title)
+    assert not m.caught_by("GradientMismatch: [1 · The chain rule] dL/dW", title)
+
+
+def test_the_runner_refuses_what_it_cannot_reproduce(tmp_path):
+    page = tmp_path / "p.md"
+    weakened = HEADER + "execution:\n  allow_errors: true\n"
+    page.write_text(f"---\n{weakened}---\n# P\n\n" + cells("1 + 1"))
+    with pytest.raises(CannotSimulate, match="page-level 'execution' settings"):
+        plan(page, [], exercises=False)
+    page.write_text(
+        f"---\n{HEADER.replace('name: python3', 'name: julia')}---\n# P\n\n" + cells("1")
+    )
+    with pytest.raises(CannotSimulate, match="kernel 'julia'"):
+        plan(page, [], exercises=False)
+    page.write_text(f"---\n{HEADER}---\n# P\n\n" + cells("1 + 1"))
+    header = mutation("name: python3", "name: python3\n  language: julia", quantity="x")
+    with pytest.raises(CannotSimulate, match="changes the page's header"):
+        plan(page, [Mutation(page, header.find, header.replace, 1, "x")], exercises=False)
+
+
+def test_the_runner_reads_byhands_records():
+    import byhand
+    import fork_kernel
+
+    assert fork_kernel.RECORD_KEY == byhand.RECORD_KEY
+
+
+def test_fork_point():
+    a, b, c = ({"source": s, "metadata": {}} for s in "abc")
+    assert fork_point([a, b, c], [a, b, c]) == 3
+    assert fork_point([a, b, c], [a, c, c]) == 1
+    assert fork_point([a, b, c], [a, b]) == 2
+    assert fork_point([a, b], [a, {"source": "b", "metadata": {"tags": ["x"]}}]) == 1

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -27,11 +26,10 @@ import pytest
 import yaml
 from myst_nb.core.read import is_myst_markdown_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import guard  # noqa: E402
-from guard import code_cells  # noqa: E402  (the one definition of a page's code cells)
-from guard_lint import tags  # noqa: E402
+import guard
+from conftest import ROOT
+from guard import code_cells  # the one definition of a page's code cells
+from guard_lint import tags
 
 DIRECTIVE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<kind>figure|image)\}\s*(?P<target>\S*)")
 MD_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -117,19 +115,35 @@ def image_problems(root: Path) -> list[str]:
     return found
 
 
+# Not notebooks anyone commits: build output, environments, editor checkpoints.
+GENERATED = {"_build", ".venv", "node_modules", ".ipynb_checkpoints", ".git", ".pytest_cache"}
+
+
+def notebook_files(root: Path) -> list[str]:
+    """The notebooks (``.ipynb``) that are part of the repository, relative to ``root``: in a
+    git checkout, those git tracks; outside one (an unpacked release, say), every notebook
+    on disk except generated folders (GENERATED). A git checkout without a working ``git``
+    is an error, not an empty list."""
+    if (root / ".git").exists():
+        try:
+            listed = subprocess.run(
+                ["git", "ls-files", "-z", "--", "*.ipynb"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split("\0")
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise RuntimeError(f"{root} is a git checkout, but git cannot list it: {error}") from error
+        return sorted(filter(None, listed))
+    return sorted(
+        rel(root, p) for p in root.rglob("*.ipynb") if not GENERATED & set(p.relative_to(root).parts)
+    )
+
+
 def notebook_output_problems(root: Path) -> list[str]:
-    try:
-        listed = subprocess.run(
-            ["git", "ls-files", "-z", "--", "*.ipynb"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split("\0")
-    except (OSError, subprocess.CalledProcessError):
-        return []  # not a git checkout
     found = []
-    for name in filter(None, listed):
+    for name in notebook_files(root):
         path = root / name
         if not path.is_file():
             continue
@@ -388,6 +402,25 @@ def test_tracked_notebooks_with_outputs_are_found(tmp_path):
     assert notebook_output_problems(tmp_path) == [
         "scratch.ipynb is tracked with outputs (clear them, or better, write MyST Markdown)"
     ]
+
+
+def test_notebooks_with_outputs_are_found_outside_a_git_checkout(tmp_path):
+    output = nbformat.v4.new_output("execute_result", {"text/plain": "1"}, execution_count=1)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1", outputs=[output])])
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_build" / "jupyter_execute").mkdir(parents=True)
+    nbformat.write(notebook, tmp_path / "book" / "scratch.ipynb")
+    nbformat.write(notebook, tmp_path / "_build" / "jupyter_execute" / "built.ipynb")
+    assert not (tmp_path / ".git").exists()
+    assert notebook_output_problems(tmp_path) == [
+        "book/scratch.ipynb is tracked with outputs (clear them, or better, write MyST Markdown)"
+    ]
+
+
+def test_a_git_checkout_that_git_cannot_read_is_an_error(tmp_path):
+    (tmp_path / ".git").write_text("gitdir: /nowhere\n")
+    with pytest.raises(RuntimeError, match="git cannot list it"):
+        notebook_output_problems(tmp_path)
 
 
 def test_a_typed_measurement_in_prose_is_found(tmp_path):

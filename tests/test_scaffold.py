@@ -1,6 +1,11 @@
 """``make chapter`` (scripts/new_chapter.py): a new chapter builds on the first try, and
 a wrong gradient in it turns the build red with a message naming the chapter and the
-quantity. Every build here runs on a copy of the book (tests/conftest.py)."""
+quantity; and ``make preview`` re-executes only the chapter that was edited.
+
+Every build here runs on a copy of the book (tests/conftest.py). The builds use a *stub*
+copy: the real ``_toc.yml`` and configuration, every existing page replaced by a line of
+prose, so that only the chapters the test adds are executed (the whole book is built, and
+every chapter executed, once per session by ``built_book``)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_book, run_build, toc_docs
+
+import preview
+from conftest import ROOT, copy_book, mini_book, mini_build, stub_book, toc_docs
 
 NAME = "07-weight-decay"
 TITLE = "7 · Weight decay"
@@ -80,23 +87,29 @@ def test_titles_that_would_break_the_code_are_refused(book):
     assert result.returncode == 1 and not (book / "book" / f"{NAME}.md").exists()
 
 
+@pytest.fixture
+def stub(tmp_path) -> Path:
+    return stub_book(tmp_path / "book")
+
+
 @pytest.mark.build
-def test_new_chapter_builds_on_the_first_try(book):
-    assert new_chapter(book, NAME, "--title", "Weight decay").returncode == 0
-    build = run_build(book)
+def test_new_chapter_builds_on_the_first_try(stub):
+    assert new_chapter(stub, NAME, "--title", "Weight decay").returncode == 0
+    build = mini_build(stub)
     assert build.returncode == 0, build.log[-5000:]
     assert (build.html / "book" / f"{NAME}.html").is_file()
+    assert f"book/{NAME}.md: Executed notebook" in build.log  # it really ran
 
 
 @pytest.mark.build
-def test_a_wrong_gradient_in_the_new_chapter_fails_the_build(book):
-    assert new_chapter(book, NAME, "--title", "Weight decay").returncode == 0
-    page = book / "book" / f"{NAME}.md"
+def test_a_wrong_gradient_in_the_new_chapter_fails_the_build(stub):
+    assert new_chapter(stub, NAME, "--title", "Weight decay").returncode == 0
+    page = stub / "book" / f"{NAME}.md"
     text = page.read_text()
     line = "W_g = X.t() @ Y_g"
     assert text.count(line) == 1, "the template's dL/dW line changed; update this test"
     page.write_text(text.replace(line, f"{line} * 1.001"))
-    build = run_build(book)
+    build = mini_build(stub)
     assert build.returncode != 0, "a gradient off by 0.1% must fail the build"
     assert TITLE in build.log and "dL/dW" in build.log, build.log[-5000:]
     assert "GradientMismatch" in build.log
@@ -116,9 +129,6 @@ def executed(log: str) -> list[str]:
 
 
 def test_preview_config_loads_the_book_extensions(book):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import preview
-
     conf = preview.write_conf(book).read_text()
     assert "book/_ext" in conf and "'guard'" in conf
     assert "nb_execution_mode = 'force'" in conf
@@ -126,10 +136,16 @@ def test_preview_config_loads_the_book_extensions(book):
 
 
 @pytest.mark.build
-def test_preview_re_executes_only_the_edited_chapter(book):
+def test_preview_re_executes_only_the_edited_chapter(tmp_path):
+    template = (ROOT / "book" / "_template.md").read_text()
+    chapters = ["01-first", "02-second"]
+    pages = {
+        stem: template.replace("{{TITLE}}", f"{n} · A chapter")
+        for n, stem in enumerate(chapters, 1)
+    }
+    book = mini_book(tmp_path / "book", pages)
     first = preview_build(book)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    chapters = sorted(p.stem for p in (book / "book").glob("[0-9][0-9]-*.md"))
     assert executed(first.stdout + first.stderr) == chapters
     assert (book / "_build" / "preview" / "html" / "book" / f"{chapters[0]}.html").is_file()
     again = preview_build(book)

@@ -200,9 +200,68 @@ def test_checkout_never_persists_the_token(workflows):
                 )
 
 
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+SECRETS = re.compile(r"\bsecrets\b")
+
+
+def secret_uses(text: str) -> list[str]:
+    """Every use of the repository's secrets in a workflow: the ``secrets`` context in an
+    expression, in any form (``${{ secrets.X }}``, ``secrets['X']``, ``toJSON(secrets)``,
+    or an ``if:`` condition, which is an expression without ``${{ }}``), and any
+    ``secrets:`` key (``secrets: inherit`` passing them to a reusable workflow, or
+    ``on.workflow_call.secrets``). The workflow's own token (``github.token``, scoped by
+    ``permissions``) is not a repository secret."""
+    found = [
+        f"expression ${{{{{m.group(1).strip()}}}}}"
+        for m in EXPRESSION.finditer(text)
+        if SECRETS.search(m.group(1))
+    ]
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "secrets":
+                    found.append(f"{where}.secrets: {value!r}")
+                elif key == "if" and isinstance(value, str) and "${{" not in value:
+                    # an if: condition is an expression even without ${{ }}
+                    found.extend([f"{where}.if: {value}"] if SECRETS.search(value) else [])
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{where}[{i}]")
+
+    walk(yaml.safe_load(text), "")
+    return found
+
+
 def test_no_secrets_in_workflows():
     for path in FILES:
-        assert "secrets." not in path.read_text(), f"{path.name} uses a secret"
+        found = secret_uses(path.read_text())
+        assert not found, f"{path.name} uses secrets: {found}"
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "run: echo ${{ secrets.TOKEN }}",
+        "run: echo ${{secrets['TOKEN']}}",
+        "run: echo '${{ toJSON(secrets) }}'",
+        "env: {TOKEN: '${{ secrets.GITHUB_TOKEN }}'}\n        run: make",
+        "if: secrets.TOKEN != ''\n        run: make",
+        "if: ${{ secrets.TOKEN != '' }}\n        run: make",
+    ],
+)
+def test_every_form_of_secret_use_is_found(step):
+    workflow = f"on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - {step}\n"
+    assert secret_uses(workflow), workflow
+
+
+def test_passing_secrets_to_a_reusable_workflow_is_found():
+    workflow = (
+        "on: push\njobs:\n  a:\n    uses: o/r/.github/workflows/x.yml@main\n    secrets: inherit\n"
+    )
+    assert secret_uses(workflow) == [".jobs.a.secrets: 'inherit'"]
+    assert not secret_uses(workflow.replace("    secrets: inherit\n", ""))
 
 
 def test_book_workflow_builds_tests_and_keeps_tracebacks(workflows):
@@ -252,9 +311,7 @@ def test_pages_are_published_from_main_only_and_never_concurrently(workflows):
     assert deploy["concurrency"]["cancel-in-progress"] is False
     assert deploy["environment"]["name"] == "github-pages"
     assert any("actions/deploy-pages" in s.get("uses", "") for s in deploy["steps"])
-    upload = next(
-        s for _, s in steps(wf) if "actions/upload-pages-artifact" in s.get("uses", "")
-    )
+    upload = next(s for _, s in steps(wf) if "actions/upload-pages-artifact" in s.get("uses", ""))
     assert upload["if"] == main_only and upload["with"]["path"] == "_build/html"
 
 

@@ -1,0 +1,76 @@
+"""How long the test suite takes, and where the time goes. ``make bench`` runs this.
+
+Runs the whole suite once, exactly as ``make test`` does (``python -m pytest`` from the
+repository's root, with the options in ``pyproject.toml``), streams its output, and then
+prints its wall time, the machine's load average before and after (the figures are only
+comparable on a quiet machine), the CPU time used, and the five slowest tests (pytest's
+``--durations``; a test's setup, such as the shared build of the book, is listed as its
+own line). The goal is ``make test`` under three minutes on two cores. Nothing here is
+asserted by a test: the figures are for people.
+
+Usage: ``python scripts/bench_suite.py [-- PYTEST_ARGS...]``, e.g. ``-- -n 4``.
+Exits with pytest's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+
+import project
+
+GOAL = 180.0  # seconds, make test on two cores
+SLOWEST = 5
+DURATION = re.compile(r"^(?P<s>\d+\.\d+)s (?P<when>setup|call|teardown)\s+(?P<test>\S.*)$")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    args = parser.parse_args(argv)
+    cmd = [sys.executable, "-m", "pytest", f"--durations={SLOWEST}", *args.pytest_args]
+    load_before = os.getloadavg()
+    print(f"bench: {' '.join(cmd[1:])}  ({os.cpu_count()} CPU cores, load average "
+          f"{load_before[0]:.1f})", flush=True)  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=project.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        lines.append(line.rstrip("\n"))
+    status = proc.wait()
+    wall = time.perf_counter() - start
+    load_after = os.getloadavg()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # pytest's "slowest N durations" section (conftest's --cpu-durations has the same form)
+    start = next(
+        (i for i, line in enumerate(lines) if "slowest" in line and "durations" in line), len(lines)
+    )
+    slowest = [m for line in lines[start:] if (m := DURATION.match(line.strip()))][:SLOWEST]
+    summary = next(
+        (line for line in reversed(lines) if re.search(r"\b(passed|failed)\b", line)), ""
+    )
+
+    print()
+    print("Test suite (make test)")
+    verdict = "ok" if wall < GOAL else "MISSED"
+    print(f"  wall time        {wall:6.1f} s   goal < {GOAL:.0f} s on two cores   {verdict}")
+    print(f"  CPU time         {children.ru_utime + children.ru_stime:6.1f} s   (all processes)")
+    print(f"  load average     {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+          f"({os.cpu_count()} cores)")  # fmt: skip
+    print(f"  result           {summary.strip('= ')}")
+    print(f"  {len(slowest)} slowest:")
+    for m in slowest:
+        print(f"    {float(m['s']):6.1f} s  {m['when']:<8} {m['test']}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
