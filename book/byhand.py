@@ -109,7 +109,12 @@ metadata rather than a mime type of its own: myst-nb warns about unknown mime ty
 
 
 def _record(kind: str, names: Sequence[str], reference: str) -> dict:
-    return {"kind": kind, "quantities": list(names), "reference": reference, "torch": torch.__version__}
+    return {
+        "kind": kind,
+        "quantities": list(names),
+        "reference": reference,
+        "torch": torch.__version__,
+    }
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,9 @@ def _mismatch(name: str, manual, reference, rtol, atol, label: str) -> Row | str
             "quantity it belongs to."
         )
     if manual.dtype != reference.dtype:
-        return f"{name}: manual gradient has dtype {manual.dtype} but {label}'s has {reference.dtype}"
+        return (
+            f"{name}: manual gradient has dtype {manual.dtype} but {label}'s has {reference.dtype}"
+        )
     manual, reference = manual.detach(), reference.detach()
     diff = (manual - reference).abs()
     if diff.numel():
@@ -222,7 +229,9 @@ def _mismatch(name: str, manual, reference, rtol, atol, label: str) -> Row | str
             f"{float(reference.reshape(-1)[flat]):.6g}).\n"
             + str(err).replace("Tensor-likes are not close!\n\n", "")
         )
-    return Row(name, tuple(manual.shape), manual.dtype, max_diff, bool(torch.equal(manual, reference)))
+    return Row(
+        name, tuple(manual.shape), manual.dtype, max_diff, bool(torch.equal(manual, reference))
+    )
 
 
 def compare(
@@ -339,10 +348,12 @@ def _kinks(fn, inputs, eps: float, atol: float, rtol: float) -> dict[int, torch.
     for i, t in enumerate(inputs):
         mask = torch.zeros(t.numel(), dtype=torch.bool)
         for k in range(t.numel()):
-            up, up2, down, down2 = (_slope(fn, inputs, base, i, k, h)
-                                    for h in (eps, eps / 2, -eps, -eps / 2))
-            smooth = (_close(2 * up2 - up, 2 * down2 - down, atol, rtol)
-                      & _close((up + down) / 2, (up2 + down2) / 2, atol, rtol))
+            up, up2, down, down2 = (
+                _slope(fn, inputs, base, i, k, h) for h in (eps, eps / 2, -eps, -eps / 2)
+            )
+            smooth = _close(2 * up2 - up, 2 * down2 - down, atol, rtol) & _close(
+                (up + down) / 2, (up2 + down2) / 2, atol, rtol
+            )
             mask[k] = not bool(smooth.all())
         if mask.any():
             found[i] = mask.reshape(t.shape)
@@ -355,16 +366,20 @@ def _kink_problems(fn, inputs, kinks, eps: float, atol: float, rtol: float) -> l
     on a side where those agree (no kink inside that side's steps)."""
     args = _copies(inputs)
     out = _outputs(fn, args)
-    rows = [torch.autograd.grad(out[r], args, retain_graph=True, allow_unused=True)
-            for r in range(out.numel())]
+    rows = [
+        torch.autograd.grad(out[r], args, retain_graph=True, allow_unused=True)
+        for r in range(out.numel())
+    ]
     base = out.detach()
     found = []
     for i, mask in kinks.items():
         for k in mask.reshape(-1).nonzero().reshape(-1).tolist():
-            backward = torch.stack([
-                row[i].reshape(-1)[k] if row[i] is not None else base.new_zeros(())
-                for row in rows
-            ])
+            backward = torch.stack(
+                [
+                    row[i].reshape(-1)[k] if row[i] is not None else base.new_zeros(())
+                    for row in rows
+                ]
+            )
             ok = torch.zeros_like(backward, dtype=torch.bool)
             sides = {}
             for side in (1, -1):
@@ -430,10 +445,14 @@ def fd_check(
     if kinks:
         # gradcheck the elements away from kinks; those next to one are held still here
         def checked_fn(*parts):
-            return fn(*(
-                inputs[i].detach().clone().masked_scatter(~kinks[i], part) if i in kinks else part
-                for i, part in enumerate(parts)
-            ))
+            return fn(
+                *(
+                    inputs[i].detach().clone().masked_scatter(~kinks[i], part)
+                    if i in kinks
+                    else part
+                    for i, part in enumerate(parts)
+                )
+            )
 
         checked_inputs = tuple(
             t.detach()[~kinks[i]].clone().requires_grad_() if i in kinks else t
@@ -441,7 +460,12 @@ def fd_check(
         )
     try:
         torch.autograd.gradcheck(
-            checked_fn, checked_inputs, eps=eps, atol=atol, rtol=rtol, raise_exception=True,
+            checked_fn,
+            checked_inputs,
+            eps=eps,
+            atol=atol,
+            rtol=rtol,
+            raise_exception=True,
             **gradcheck_kwargs,
         )
     except GradcheckError as err:
@@ -456,12 +480,20 @@ def fd_check(
         )
     shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
     near = sum(int(m.sum()) for m in kinks.values())
-    note = (f"; {near} input element{'s' if near != 1 else ''} within {eps:g} of a kink "
-            "checked one-sided") if near else ""
-    _show(_Shown(
-        f"✓ {name}: backward agrees with finite differences for inputs of shape {shapes}{note}",
-        _record("fd_check", [name], "finite differences"),
-    ))
+    note = (
+        (
+            f"; {near} input element{'s' if near != 1 else ''} within {eps:g} of a kink "
+            "checked one-sided"
+        )
+        if near
+        else ""
+    )
+    _show(
+        _Shown(
+            f"✓ {name}: backward agrees with finite differences for inputs of shape {shapes}{note}",
+            _record("fd_check", [name], "finite differences"),
+        )
+    )
 
 
 class FalseClaim(AssertionError):
@@ -485,11 +517,13 @@ def claim(statement: str, holds: object) -> None:
             f"{_where(None)}the book says: {statement!r}, but that is false here "
             f"(PyTorch {torch.__version__})"
         )
-    _show(_Shown(
-        f"✓ checked when this page was built: {statement}",
-        _record("claim", [statement], "PyTorch"),
-        css_class="grad-check claim-check",
-    ))
+    _show(
+        _Shown(
+            f"✓ checked when this page was built: {statement}",
+            _record("claim", [statement], "PyTorch"),
+            css_class="grad-check claim-check",
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -519,8 +553,9 @@ def unbroadcast(grad: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     extra = grad.dim() - len(shape)  # dimensions broadcasting added
     if extra:
         grad = grad.sum(dim=tuple(range(extra)))
-    stretched = tuple(i for i, (s, g) in enumerate(zip(shape, grad.shape))
-                      if s == 1 and g != 1)  # dimensions it stretched
+    stretched = tuple(
+        i for i, (s, g) in enumerate(zip(shape, grad.shape)) if s == 1 and g != 1
+    )  # dimensions it stretched
     if stretched:
         grad = grad.sum(dim=stretched, keepdim=True)
     return grad
@@ -562,7 +597,10 @@ def _peak_bytes(fn: Callable[[], object]) -> int:
     """Most bytes of tensor memory held at once while ``fn()`` runs, beyond what it started with."""
     from torch.profiler import ProfilerActivity, profile
 
-    with _native_output_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with (
+        _native_output_silenced(),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+    ):
         fn()
     held = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
@@ -585,8 +623,9 @@ def measure(fn: Callable[[], object], *, min_run_time: float = 0.05) -> Measurem
     return Measurement(seconds, _peak_bytes(fn))
 
 
-def einsum_backward(spec: str, operands: Sequence[torch.Tensor],
-                    grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def einsum_backward(
+    spec: str, operands: Sequence[torch.Tensor], grad: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """The gradient of every operand of ``torch.einsum(spec, *operands)``.
 
     ``grad`` is the upstream gradient, dL/d(output). The index-swap rule:
@@ -605,8 +644,7 @@ def einsum_backward(spec: str, operands: Sequence[torch.Tensor],
     terms, out, sizes = _einsum_terms(spec, operands, grad)
     grads = []
     for k, term in enumerate(terms):
-        others = [(t, op) for m, (t, op) in enumerate(zip(terms, operands))
-                  if m != k]
+        others = [(t, op) for m, (t, op) in enumerate(zip(terms, operands)) if m != k]
         seen = set(out).union(*(t for t, _ in others))  # usable indices
         kept = "".join(c for c in term if c in seen)
         swapped = ",".join([out, *(t for t, _ in others)]) + "->" + kept
@@ -631,14 +669,15 @@ def _einsum_terms(
         raise ValueError(f"{where}: '...' (ellipsis) is not supported; name every index")
     if text.count("->") != 1:
         raise ValueError(
-            f"{where}: write the output's indices after '->' "
-            "(an implicit output is not supported)"
+            f"{where}: write the output's indices after '->' (an implicit output is not supported)"
         )
     inputs, out = text.split("->")
     terms = inputs.split(",")
     bad = sorted({c for c in inputs.replace(",", "") + out if not (c.isascii() and c.isalpha())})
     if bad:
-        raise ValueError(f"{where}: indices must be letters a-z or A-Z, not {', '.join(map(repr, bad))}")
+        raise ValueError(
+            f"{where}: indices must be letters a-z or A-Z, not {', '.join(map(repr, bad))}"
+        )
     if len(terms) != len(operands):
         raise ValueError(
             f"{where}: the spec names {len(terms)} operand(s), but {len(operands)} "
@@ -734,7 +773,11 @@ def _and(items: Sequence[str]) -> str:
 def _island(data: dict) -> str:
     """The figure's data as JSON that cannot end its <script> early."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return '<script type="application/json" class="bh-data">' + text.replace("<", "\\u003c") + "</script>"
+    return (
+        '<script type="application/json" class="bh-data">'
+        + text.replace("<", "\\u003c")
+        + "</script>"
+    )
 
 
 def _uid(kind: str, data: dict) -> str:
@@ -765,9 +808,18 @@ def _need_shape(figure: str, name: str, t: torch.Tensor, shape: tuple[int, ...])
         raise ValueError(f"{_where(None)}{figure}: {name} has shape {got}, expected {shape}")
 
 
-def _table(key: str, caption: str, values: list, rows: str | None, cols: str,
-           texts: list | None = None, grid: bool = False, classes: Mapping[str, str] | None = None,
-           focus: tuple[int, int] | None = None, row_classes: Mapping[int, str] | None = None) -> str:
+def _table(
+    key: str,
+    caption: str,
+    values: list,
+    rows: str | None,
+    cols: str,
+    texts: list | None = None,
+    grid: bool = False,
+    classes: Mapping[str, str] | None = None,
+    focus: tuple[int, int] | None = None,
+    row_classes: Mapping[int, str] | None = None,
+) -> str:
     """One matrix as a table: headers ``n=0``…, one ``<td data-k="X:n:i">`` per element
     with its full value in ``data-v``; ``grid``: a selectable ARIA grid (roving tabindex);
     ``row_classes``: a class per row, which the script changes (``<tr data-n="n">``)."""
@@ -776,7 +828,8 @@ def _table(key: str, caption: str, values: list, rows: str | None, cols: str,
     if not rows:
         texts = texts if isinstance(texts[0], list) else [texts]
     head = ('<td class="bh-corner"></td>' if rows else "") + "".join(
-        f'<th scope="col">{cols}={c}</th>' for c in range(len(matrix[0])))
+        f'<th scope="col">{cols}={c}</th>' for c in range(len(matrix[0]))
+    )
     body = []
     for r, row in enumerate(matrix):
         cells = []
@@ -794,16 +847,30 @@ def _table(key: str, caption: str, values: list, rows: str | None, cols: str,
         tr = f'<tr data-n="{r}" class="{row_classes[r]}">' if row_classes else "<tr>"
         body.append(tr + th + "".join(cells) + "</tr>")
     role = ' role="grid"' if grid else ""
-    return (f'<table class="bh-mat bh-m-{key}"{role}><caption>{caption}</caption>'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    return (
+        f'<table class="bh-mat bh-m-{key}"{role}><caption>{caption}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _shape(*dims: int) -> str:
-    return '<span class="bh-shape">(' + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")</span>"
+    return (
+        '<span class="bh-shape">('
+        + ", ".join(map(str, dims))
+        + ("," if len(dims) == 1 else "")
+        + ")</span>"
+    )
 
 
-def paths_figure(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, G: torch.Tensor,
-                 grads: Pairs, *, chapter: str | None = None) -> Figure:
+def paths_figure(
+    X: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    G: torch.Tensor,
+    grads: Pairs,
+    *,
+    chapter: str | None = None,
+) -> Figure:
     """The "paths of one weight" figure for ``Y = X @ W + b`` with upstream gradient ``G``.
 
     ``grads`` holds ``{"dL/dX": (manual, autograd), "dL/dW": (...), "dL/db": (...)}``
@@ -817,26 +884,38 @@ def paths_figure(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, G: to
     """
     __tracebackhide__ = True
     name = "paths_figure"
-    if not isinstance(X, torch.Tensor) or X.dim() != 2 or not isinstance(G, torch.Tensor) or G.dim() != 2:
-        raise ValueError(f"{_where(chapter)}{name}: X and G must be matrices (N, n_in) and (N, n_out)")
+    if (
+        not isinstance(X, torch.Tensor)
+        or X.dim() != 2
+        or not isinstance(G, torch.Tensor)
+        or G.dim() != 2
+    ):
+        raise ValueError(
+            f"{_where(chapter)}{name}: X and G must be matrices (N, n_in) and (N, n_out)"
+        )
     (N, n_in), n_out = X.shape, G.shape[1]
     _need_shape(name, "W", W, (n_in, n_out))
     _need_shape(name, "G", G, (N, n_out))
     if b is not None:
         _need_shape(name, "b", b, (n_out,))
     if max(N, n_in, n_out) > _MAX_SIZE:
-        raise ValueError(f"{_where(chapter)}{name}: draws every element; N, n_in and n_out must be at most {_MAX_SIZE}")
+        raise ValueError(
+            f"{_where(chapter)}{name}: draws every element; N, n_in and n_out must be at most {_MAX_SIZE}"
+        )
     names = ["dL/dX", "dL/dW"] + (["dL/db"] if b is not None else [])
     _need_grads(name, grads, names)
     checked = compare(grads, chapter=chapter)  # manual against autograd
     X_, W_, G_ = X.detach(), W.detach(), G.detach()
     W_terms = X_.unsqueeze(2) * G_.unsqueeze(1)  # (N, n_in, n_out): X[n,i] G[n,j]
-    X_terms = G_.unsqueeze(1) * W_               # (N, n_in, n_out): G[n,j] W[i,j]
+    X_terms = G_.unsqueeze(1) * W_  # (N, n_in, n_out): G[n,j] W[i,j]
     own = {"dL/dX": X_terms.sum(2), "dL/dW": W_terms.sum(0)}
     if b is not None:
         own["dL/db"] = G_.sum(0)
-    compare({f"{n} (the figure's sums)": (own[n], grads[n][0].detach()) for n in names},
-            chapter=chapter, reference="the manual gradient")
+    compare(
+        {f"{n} (the figure's sums)": (own[n], grads[n][0].detach()) for n in names},
+        chapter=chapter,
+        reference="the manual gradient",
+    )
     x, w, g, wt, xt = (_values(t) for t in (X_, W_, G_, W_terms, X_terms))
     dX, dW = _values(grads["dL/dX"][0]), _values(grads["dL/dW"][0])
     db = _values(grads["dL/db"][0]) if b is not None else None
@@ -850,11 +929,13 @@ def paths_figure(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, G: to
                 "path": [f"X:{n}:{i}" for n in range(N)] + [f"G:{n}:{j}" for n in range(N)],
                 "res": f"dW:{i}:{j}",
                 "why": f"W[{i},{j}] is used by every sample: it enters {_and(ys)}, "
-                       "so its gradient sums over n.",
-                "terms": [f"X[{n},{i}]·G[{n},{j}] = {f(x[n][i])} × {_paren(f(g[n][j]))} = {f(wt[n][i][j])}"
-                          for n in range(N)],
+                "so its gradient sums over n.",
+                "terms": [
+                    f"X[{n},{i}]·G[{n},{j}] = {f(x[n][i])} × {_paren(f(g[n][j]))} = {f(wt[n][i][j])}"
+                    for n in range(N)
+                ],
                 "readout": f"∂L/∂W[{i},{j}] = Σ_n X[n,{i}]·G[n,{j}] = "
-                           f"{_plus([f(wt[n][i][j]) for n in range(N)])} = {f(dW[i][j])}",
+                f"{_plus([f(wt[n][i][j]) for n in range(N)])} = {f(dW[i][j])}",
             }
     for n in range(N):
         for i in range(n_in):
@@ -863,11 +944,13 @@ def paths_figure(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, G: to
                 "path": [f"G:{n}:{j}" for j in range(n_out)] + [f"W:{i}:{j}" for j in range(n_out)],
                 "res": f"dX:{n}:{i}",
                 "why": f"X[{n},{i}] belongs to sample {n} only: it enters {_and(ys)}, one per "
-                       "output, so its gradient sums over j.",
-                "terms": [f"G[{n},{j}]·W[{i},{j}] = {f(g[n][j])} × {_paren(f(w[i][j]))} = {f(xt[n][i][j])}"
-                          for j in range(n_out)],
+                "output, so its gradient sums over j.",
+                "terms": [
+                    f"G[{n},{j}]·W[{i},{j}] = {f(g[n][j])} × {_paren(f(w[i][j]))} = {f(xt[n][i][j])}"
+                    for j in range(n_out)
+                ],
                 "readout": f"∂L/∂X[{n},{i}] = Σ_j G[{n},j]·W[{i},j] = "
-                           f"{_plus([f(xt[n][i][j]) for j in range(n_out)])} = {f(dX[n][i])}",
+                f"{_plus([f(xt[n][i][j]) for j in range(n_out)])} = {f(dX[n][i])}",
             }
     if b is not None:
         for j in range(n_out):
@@ -876,34 +959,58 @@ def paths_figure(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, G: to
                 "path": [f"G:{n}:{j}" for n in range(N)],
                 "res": f"db:0:{j}",
                 "why": f"b[{j}] is added to every sample's output: it enters {_and(ys)}, "
-                       "so its gradient sums over n.",
+                "so its gradient sums over n.",
                 "terms": [f"G[{n},{j}] = {f(g[n][j])}" for n in range(N)],
                 "readout": f"∂L/∂b[{j}] = Σ_n G[n,{j}] = {_plus([f(g[n][j]) for n in range(N)])} = {f(db[j])}",
             }
     # shown first: the weight with the largest gradient, a sum that does not round to 0.00
     i0, j0 = divmod(int(grads["dL/dW"][0].detach().abs().argmax()), n_out)
     start = f"W:{i0}:{j0}"
-    data = {"kind": "paths", "N": N, "n_in": n_in, "n_out": n_out, "X": x, "W": w, "b": _values(b) if b is not None else None,
-            "G": g, "dX": dX, "dW": dW, "db": db, "W_terms": wt, "X_terms": xt, "start": start, "sel": sel}
+    data = {
+        "kind": "paths",
+        "N": N,
+        "n_in": n_in,
+        "n_out": n_out,
+        "X": x,
+        "W": w,
+        "b": _values(b) if b is not None else None,
+        "G": g,
+        "dX": dX,
+        "dW": dW,
+        "db": db,
+        "W_terms": wt,
+        "X_terms": xt,
+        "start": start,
+        "sel": sel,
+    }
     uid = _uid("paths", data)
     s = sel[start]
     classes = {start: "bh-sel", s["res"]: "bh-res", **{k: "bh-path" for k in s["path"]}}
     focus_of = {"X": (0, 0), "W": tuple(int(v) for v in start.split(":")[1:]), "b": (0, 0)}
 
     def table(key, caption, values, rows, cols, grid=False):
-        return _table(key, caption, values, rows, cols, grid=grid, classes=classes,
-                      focus=focus_of.get(key))
+        return _table(
+            key, caption, values, rows, cols, grid=grid, classes=classes, focus=focus_of.get(key)
+        )
 
     col = '<div class="bh-col">{}</div>'.format
     mats = [
-        col(table("X", f"X {_shape(N, n_in)}", x, "n", "i", grid=True)
-            + table("dX", f"∂L/∂X {_shape(N, n_in)}", dX, "n", "i")),
-        col(table("W", f"W {_shape(n_in, n_out)}", w, "i", "j", grid=True)
-            + table("dW", f"∂L/∂W {_shape(n_in, n_out)}", dW, "i", "j")),
+        col(
+            table("X", f"X {_shape(N, n_in)}", x, "n", "i", grid=True)
+            + table("dX", f"∂L/∂X {_shape(N, n_in)}", dX, "n", "i")
+        ),
+        col(
+            table("W", f"W {_shape(n_in, n_out)}", w, "i", "j", grid=True)
+            + table("dW", f"∂L/∂W {_shape(n_in, n_out)}", dW, "i", "j")
+        ),
     ]
     if b is not None:
-        mats.append(col(table("b", f"b {_shape(n_out)}", _values(b), None, "j", grid=True)
-                        + table("db", f"∂L/∂b {_shape(n_out)}", db, None, "j")))
+        mats.append(
+            col(
+                table("b", f"b {_shape(n_out)}", _values(b), None, "j", grid=True)
+                + table("db", f"∂L/∂b {_shape(n_out)}", db, None, "j")
+            )
+        )
     mats.append(col(table("G", f"G = ∂L/∂Y {_shape(N, n_out)}", g, "n", "j")))
     slots = max(N, n_out)
     terms = "".join(f'<span class="bh-term">{t}</span>' for t in s["terms"])
@@ -922,8 +1029,10 @@ def paths_figure(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, G: to
         "Values are rounded to two decimals; each sum is of the unrounded values.</p>"
         f"{_island(data)}</figure>"
     )
-    text = (f"paths_figure: X {tuple(X.shape)}, W {tuple(W.shape)}, G {tuple(G.shape)}; "
-            f"{', '.join(names)} checked against autograd")
+    text = (
+        f"paths_figure: X {tuple(X.shape)}, W {tuple(W.shape)}, G {tuple(G.shape)}; "
+        f"{', '.join(names)} checked against autograd"
+    )
     return Figure(markup, text, checked.record)
 
 
@@ -931,8 +1040,14 @@ def _sub(n: int) -> str:
     return str(n).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 
 
-def sum_figure(X: torch.Tensor, G: torch.Tensor, running: torch.Tensor, grads: Pairs,
-               *, chapter: str | None = None) -> Figure:
+def sum_figure(
+    X: torch.Tensor,
+    G: torch.Tensor,
+    running: torch.Tensor,
+    grads: Pairs,
+    *,
+    chapter: str | None = None,
+) -> Figure:
     """The "sum that makes w.g" figure: a slider over n = 0 … N−1 adds sample n's outer
     product x_n g_nᵀ into the running sum ``running[n]`` = Σ_{m ≤ n} x_m g_mᵀ.
 
@@ -944,23 +1059,40 @@ def sum_figure(X: torch.Tensor, G: torch.Tensor, running: torch.Tensor, grads: P
     """
     __tracebackhide__ = True
     name = "sum_figure"
-    if not isinstance(X, torch.Tensor) or X.dim() != 2 or not isinstance(G, torch.Tensor) or G.dim() != 2:
-        raise ValueError(f"{_where(chapter)}{name}: X and G must be matrices (N, n_in) and (N, n_out)")
+    if (
+        not isinstance(X, torch.Tensor)
+        or X.dim() != 2
+        or not isinstance(G, torch.Tensor)
+        or G.dim() != 2
+    ):
+        raise ValueError(
+            f"{_where(chapter)}{name}: X and G must be matrices (N, n_in) and (N, n_out)"
+        )
     (N, n_in), n_out = X.shape, G.shape[1]
     _need_shape(name, "G", G, (N, n_out))
     _need_shape(name, "running", running, (N, n_in, n_out))
     if max(N, n_in, n_out) > _MAX_SIZE:
-        raise ValueError(f"{_where(chapter)}{name}: draws every element; N, n_in and n_out must be at most {_MAX_SIZE}")
+        raise ValueError(
+            f"{_where(chapter)}{name}: draws every element; N, n_in and n_out must be at most {_MAX_SIZE}"
+        )
     _need_grads(name, grads, ["dL/dW"])
     checked = compare(grads, chapter=chapter)
     X_, G_, running = X.detach(), G.detach(), running.detach()
     outer = X_.unsqueeze(2) * G_.unsqueeze(1)  # (N, n_in, n_out): x_n g_nᵀ
-    compare({"running sums (Σ_{m≤n} x_m g_mᵀ)": (running, outer.cumsum(0))},
-            chapter=chapter, reference="the outer products shown")
-    compare({"the last running sum": (running[-1], X_.t() @ G_)}, chapter=chapter, reference="X.t() @ G")
+    compare(
+        {"running sums (Σ_{m≤n} x_m g_mᵀ)": (running, outer.cumsum(0))},
+        chapter=chapter,
+        reference="the outer products shown",
+    )
+    compare(
+        {"the last running sum": (running[-1], X_.t() @ G_)}, chapter=chapter, reference="X.t() @ G"
+    )
     # "exactly" only when it is so, bit for bit; otherwise the order of the additions shows
-    same = "exactly X.t() @ G" if torch.equal(running[-1], X_.t() @ G_) else \
-        "X.t() @ G, up to rounding in the last digits (the additions come in another order)"
+    same = (
+        "exactly X.t() @ G"
+        if torch.equal(running[-1], X_.t() @ G_)
+        else "X.t() @ G, up to rounding in the last digits (the additions come in another order)"
+    )
     compare({"the last running sum": (running[-1], grads["dL/dW"][1].detach())}, chapter=chapter)
     x, g, o, r = (_values(t) for t in (X_, G_, outer, running))
     f = _fmt
@@ -968,35 +1100,61 @@ def sum_figure(X: torch.Tensor, G: torch.Tensor, running: torch.Tensor, grads: P
     for n in range(N):
         rest = N - 1 - n
         if rest == 0:
-            readout = f"Samples 0 to {n} added, all {N}: this running sum is {same}, which is ∂L/∂W."
+            readout = (
+                f"Samples 0 to {n} added, all {N}: this running sum is {same}, which is ∂L/∂W."
+            )
         else:
             added = "Sample 0 added" if n == 0 else f"Samples 0 to {n} added"
-            todo = f"sample {N - 1} still to add" if rest == 1 else f"samples {n + 1} to {N - 1} still to add"
+            todo = (
+                f"sample {N - 1} still to add"
+                if rest == 1
+                else f"samples {n + 1} to {N - 1} still to add"
+            )
             readout = f"{added}, {todo}: the running sum is not yet X.t() @ G."
-        steps.append({
-            "x": [f(v) for v in x[n]], "g": [f(v) for v in g[n]],
-            "outer": [[f(v) for v in row] for row in o[n]],
-            "running": [[f(v) for v in row] for row in r[n]],
-            "outer_cap": f"x{_sub(n)} g{_sub(n)}ᵀ",
-            "out": f"n = {n}", "valuetext": f"samples 0 to {n} added", "readout": readout,
-        })
-    data = {"kind": "sum", "N": N, "n_in": n_in, "n_out": n_out, "X": x, "G": g, "outer": o,
-            "running": r, "steps": steps}
+        steps.append(
+            {
+                "x": [f(v) for v in x[n]],
+                "g": [f(v) for v in g[n]],
+                "outer": [[f(v) for v in row] for row in o[n]],
+                "running": [[f(v) for v in row] for row in r[n]],
+                "outer_cap": f"x{_sub(n)} g{_sub(n)}ᵀ",
+                "out": f"n = {n}",
+                "valuetext": f"samples 0 to {n} added",
+                "readout": readout,
+            }
+        )
+    data = {
+        "kind": "sum",
+        "N": N,
+        "n_in": n_in,
+        "n_out": n_out,
+        "X": x,
+        "G": g,
+        "outer": o,
+        "running": r,
+        "steps": steps,
+    }
     uid = _uid("sum", data)
     last = steps[-1]
     # the card: x_n down the left (blue), g_n across the top (orange), x_n[i] g_n[j] inside
     head = '<td class="bh-corner">×</td>' + "".join(
         f'<th scope="col" class="bh-g" data-k="g:{j}" data-v="{g[-1][j]!r}">{last["g"][j]}</th>'
-        for j in range(n_out))
+        for j in range(n_out)
+    )
     body = "".join(
         f'<tr><th scope="row" class="bh-x" data-k="x:{i}" data-v="{x[-1][i]!r}">{last["x"][i]}</th>'
-        + "".join(f'<td data-k="o:{i}:{j}" data-v="{o[-1][i][j]!r}">{last["outer"][i][j]}</td>'
-                  for j in range(n_out)) + "</tr>"
-        for i in range(n_in))
-    card = (f'<table class="bh-mat bh-m-o"><caption><span class="bh-cap">{last["outer_cap"]}</span> '
-            f"{_shape(n_in, n_out)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-    total = _table("r", f"W_g so far {_shape(n_in, n_out)}",
-                   r[-1], "i", "j", texts=last["running"])
+        + "".join(
+            f'<td data-k="o:{i}:{j}" data-v="{o[-1][i][j]!r}">{last["outer"][i][j]}</td>'
+            for j in range(n_out)
+        )
+        + "</tr>"
+        for i in range(n_in)
+    )
+    card = (
+        f'<table class="bh-mat bh-m-o"><caption><span class="bh-cap">{last["outer_cap"]}</span> '
+        f"{_shape(n_in, n_out)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+    total = _table("r", f"W_g so far {_shape(n_in, n_out)}", r[-1], "i", "j", texts=last["running"])
     # at the end every row is in the sum, and the last is the sample just added
     rows = {m: "bh-current" if m == N - 1 else "bh-added" for m in range(N)}
     X_table = _table("X", f"X {_shape(N, n_in)}", x, "n", "i", row_classes=rows)
@@ -1018,6 +1176,8 @@ def sum_figure(X: torch.Tensor, G: torch.Tensor, running: torch.Tensor, grads: P
         "decimals.</p>"
         f"{_island(data)}</figure>"
     )
-    text = (f"sum_figure: X {tuple(X.shape)}, G {tuple(G.shape)}; the running sum of x_n g_nᵀ "
-            "ends at X.t() @ G, checked against autograd")
+    text = (
+        f"sum_figure: X {tuple(X.shape)}, G {tuple(G.shape)}; the running sum of x_n g_nᵀ "
+        "ends at X.t() @ G, checked against autograd"
+    )
     return Figure(markup, text, checked.record)

@@ -36,11 +36,21 @@ from guard import toc_documents
 ROOT = project.ROOT
 # $LIGHTHOUSE points at another copy (e.g. a scratch `npm ci` when node_modules omits dev tools)
 LIGHTHOUSE = Path(os.environ.get("LIGHTHOUSE", ROOT / "node_modules" / ".bin" / "lighthouse"))
-GZIP_TYPES = ("text/html", "text/css", "text/javascript", "application/javascript",
-              "image/svg+xml", "application/json", "text/plain", "application/xml")
-CHROME_FLAGS = ("--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage "
-                "--disable-background-networking --disable-component-update --disable-sync "
-                "--no-first-run")
+GZIP_TYPES = (
+    "text/html",
+    "text/css",
+    "text/javascript",
+    "application/javascript",
+    "image/svg+xml",
+    "application/json",
+    "text/plain",
+    "application/xml",
+)
+CHROME_FLAGS = (
+    "--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage "
+    "--disable-background-networking --disable-component-update --disable-sync "
+    "--no-first-run"
+)
 # (key, label, goal, higher is better?, format)
 COLUMNS = [
     ("performance", "perf", 0.95, True, "{:.2f}"),
@@ -96,15 +106,26 @@ def toc_pages() -> list[str]:
 def lighthouse(url: str) -> dict:
     env = {**os.environ, "CHROME_PATH": os.environ.get("CHROME_PATH", "/usr/bin/chromium")}
     proc = subprocess.run(
-        [str(LIGHTHOUSE), url, "--output=json", "--output-path=stdout", "--quiet",
-         f"--chrome-flags={CHROME_FLAGS}"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            str(LIGHTHOUSE),
+            url,
+            "--output=json",
+            "--output-path=stdout",
+            "--quiet",
+            f"--chrome-flags={CHROME_FLAGS}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     if proc.returncode:
         raise RuntimeError(f"lighthouse failed on {url}:\n{proc.stderr[-2000:]}")
     report = json.loads(proc.stdout)
     audits, cats = report["audits"], report["categories"]
-    figures = {key: cats[key]["score"] for key in ("performance", "accessibility", "best-practices", "seo")}
+    figures = {
+        key: cats[key]["score"] for key in ("performance", "accessibility", "best-practices", "seo")
+    }
     figures.update(
         fcp=audits["first-contentful-paint"]["numericValue"] / 1000,
         lcp=audits["largest-contentful-paint"]["numericValue"] / 1000,
@@ -140,7 +161,9 @@ def row(label: str, values: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("html", nargs="?", type=Path, default=ROOT / "_build" / "html")
-    parser.add_argument("--pages", nargs="*", help="pages to measure (default: every page in _toc.yml)")
+    parser.add_argument(
+        "--pages", nargs="*", help="pages to measure (default: every page in _toc.yml)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if not (args.html / "index.html").is_file():
@@ -154,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     pages = args.pages or toc_pages()
-    print(f"Lighthouse {subprocess.run([str(LIGHTHOUSE), '--version'], capture_output=True, text=True).stdout.strip()}"
-          f", mobile profile, {base}")
+    print(
+        f"Lighthouse {subprocess.run([str(LIGHTHOUSE), '--version'], capture_output=True, text=True).stdout.strip()}"
+        f", mobile profile, {base}"
+    )
     header = f"{'page':<34} " + " ".join(f"{label:>8}" for _, label, *_ in COLUMNS)
     goals = {key: goal for key, _, goal, *_ in COLUMNS}
     print(header)

@@ -137,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     index = source / "_build" / "html" / "index.html"
     if status:
-        print(f"\nBUILD FAILED after {seconds:.0f} s: see the warnings and tracebacks above.", file=sys.stderr)
+        print(
+            f"\nBUILD FAILED after {seconds:.0f} s: see the warnings and tracebacks above.",
+            file=sys.stderr,
+        )
     else:
         print(f"\nBuilt the book in {seconds:.0f} s. Open {index}")
         print("or serve it on http://127.0.0.1:8000 with: make serve")

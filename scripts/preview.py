@@ -148,5 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PYTHONUNBUFFERED"] = "1"
     os.execv(cmd[0], cmd)
 
+
 if __name__ == "__main__":
     sys.exit(main())

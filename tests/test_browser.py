@@ -65,7 +65,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def translate_path(self, path):
         clean = urlsplit(path).path
         if clean.startswith(PREFIX):
-            clean = "/" + clean[len(PREFIX):]
+            clean = "/" + clean[len(PREFIX) :]
         return super().translate_path(clean)
 
     def send_head(self):
@@ -130,7 +130,11 @@ def browser():
 
 def is_loopback(url: str) -> bool:
     parts = urlsplit(url)
-    return parts.scheme in ("data", "blob", "about") or parts.hostname in ("127.0.0.1", "localhost", "::1")
+    return parts.scheme in ("data", "blob", "about") or parts.hostname in (
+        "127.0.0.1",
+        "localhost",
+        "::1",
+    )
 
 
 class Visit:
@@ -145,7 +149,11 @@ class Visit:
         self.console, self.failed, self.bad_status, self.external = [], [], [], []
         own = context.pop("own_context", False) or offline or bool(context)
         self.own_context = own
-        self.context = browser.new_context(viewport=context.pop("viewport", LAPTOP), **context) if own else shared
+        self.context = (
+            browser.new_context(viewport=context.pop("viewport", LAPTOP), **context)
+            if own
+            else shared
+        )
         if offline:
             # Every request that would leave the machine is recorded and aborted.
             def route(r):
@@ -158,12 +166,16 @@ class Visit:
             self.context.route("**/*", route)
         self.page = self.context.new_page()
         if theme:  # as if the reader had chosen it with the theme button
-            self.page.add_init_script(f"localStorage.setItem('mode', '{theme}'); localStorage.setItem('theme', '{theme}');")
+            self.page.add_init_script(
+                f"localStorage.setItem('mode', '{theme}'); localStorage.setItem('theme', '{theme}');"
+            )
         self.page.on("console", lambda m: m.type == "error" and self.console.append(m.text))
         self.page.on("pageerror", lambda e: self.console.append(f"uncaught: {e}"))
         self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
         self.page.on("request", lambda r: is_loopback(r.url) or self.external.append(r.url))
-        self.page.on("response", lambda r: r.status >= 400 and self.bad_status.append(f"{r.url} {r.status}"))
+        self.page.on(
+            "response", lambda r: r.status >= 400 and self.bad_status.append(f"{r.url} {r.status}")
+        )
         self.response = self.page.goto(url, wait_until="load")
 
     def close(self):
@@ -236,7 +248,8 @@ def test_outputs_and_figures(site, visit, page):
     notebook = site.html / "_sources" / Path(page).with_suffix(".ipynb")
     if notebook.exists():
         cells = [
-            c for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+            c
+            for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"]
             if c["cell_type"] == "code" and "remove-cell" not in c["metadata"].get("tags", [])
         ]
         shown = v.page.eval_on_selector_all(
@@ -244,9 +257,12 @@ def test_outputs_and_figures(site, visit, page):
             "cells => cells.map(c => { const o = c.querySelector('.cell_output');"
             " return o ? (o.textContent.trim().length + o.querySelectorAll('img, svg, table').length) : 0; })",
         )
-        assert len(shown) == len(cells), f"{page}: {len(cells)} code cells, {len(shown)} on the page"
+        assert len(shown) == len(cells), (
+            f"{page}: {len(cells)} code cells, {len(shown)} on the page"
+        )
         missing = [
-            i for i, (c, n) in enumerate(zip(cells, shown))
+            i
+            for i, (c, n) in enumerate(zip(cells, shown))
             if c.get("outputs") and "remove-output" not in c["metadata"].get("tags", []) and n == 0
         ]
         assert not missing, f"{page}: code cells {missing} (0-based) show none of their outputs"
@@ -297,7 +313,9 @@ def test_phone_no_horizontal_scroll(site, visit, page):
                 .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
                 .slice(0, 8).map(e => e.tagName.toLowerCase() + '.' + [...e.classList].join('.'))"""
         )
-        pytest.fail(f"{page}: on a 390 px phone the page scrolls sideways ({width} > {inner}): {culprits}")
+        pytest.fail(
+            f"{page}: on a 390 px phone the page scrolls sideways ({width} > {inner}): {culprits}"
+        )
 
 
 # Code that may scroll sideways at 1280 px, by page: only a line that truly cannot be
@@ -314,8 +332,12 @@ LAPTOP_LAYOUT = """() => ({
 
 
 def check_laptop_layout(page: str, state: dict) -> None:
-    assert state["searchFields"] == 1, f"{page}: {state['searchFields']} search fields at 1280 px, not 1"
-    wide = [line for line in state["wide"] if not any(ok in line for ok in WIDE_CODE_OK.get(page, []))]
+    assert state["searchFields"] == 1, (
+        f"{page}: {state['searchFields']} search fields at 1280 px, not 1"
+    )
+    wide = [
+        line for line in state["wide"] if not any(ok in line for ok in WIDE_CODE_OK.get(page, []))
+    ]
     assert not wide, f"{page}: code that scrolls sideways at 1280 px (longest lines): {wide}"
 
 
@@ -338,7 +360,9 @@ def test_accessibility(site, visit, page, mode):
     result = v.page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     violations = [
         f"{x['id']} ({x['impact']}): {x['help']}\n    "
-        + "\n    ".join(n["target"][0] if len(n["target"]) == 1 else str(n["target"]) for n in x["nodes"][:5])
+        + "\n    ".join(
+            n["target"][0] if len(n["target"]) == 1 else str(n["target"]) for n in x["nodes"][:5]
+        )
         for x in result["violations"]
     ]
     assert not violations, f"{page} ({mode}): axe violations:\n" + "\n".join(violations)
@@ -367,7 +391,9 @@ def test_cheatsheet_prints_on_one_side(site, visit, paper):
         """() => [...document.querySelectorAll('mjx-container svg [stroke-width="0"]')]
             .filter(g => getComputedStyle(g).stroke !== 'none').length"""
     )
-    assert stroked == 0, f"cheat sheet, print: {stroked} math glyph groups keep their hairline stroke"
+    assert stroked == 0, (
+        f"cheat sheet, print: {stroked} math glyph groups keep their hairline stroke"
+    )
     pdf = v.page.pdf(format=paper, print_background=True)
     sides = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
     assert sides == 1, f"the cheat sheet prints on {sides} sides of {paper}, not one"
@@ -380,7 +406,9 @@ def test_search_finds(site, visit, word):
     assert expected, f"no page mentions {word!r}: search for a word the book uses"
     v = visit(site.url(f"search.html?q={word}"))
     v.page.wait_for_selector("#search-results ul.search li", timeout=15000)
-    found = v.page.eval_on_selector_all("#search-results ul.search li a", "as => as.map(a => a.href)")
+    found = v.page.eval_on_selector_all(
+        "#search-results ul.search li a", "as => as.map(a => a.href)"
+    )
     found = {urlsplit(h).path.removeprefix(PREFIX) for h in found}
     assert found, f"search for {word!r} lists nothing"
     assert expected & found, f"search for {word!r} lists {sorted(found)}, not {sorted(expected)}"
@@ -394,7 +422,9 @@ def test_downloads_and_launch_buttons(site, visit, page):
     links = v.page.eval_on_selector_all("a", "as => as.map(a => a.getAttribute('href') || '')")
     stem = Path(page).with_suffix("")
     for ext in (".ipynb", ".md"):
-        href = next((h for h in links if h.endswith(f"_sources/{stem}{ext}") and "//" not in h), None)
+        href = next(
+            (h for h in links if h.endswith(f"_sources/{stem}{ext}") and "//" not in h), None
+        )
         assert href, f"{page}: no download link for {stem}{ext}"
         response = v.context.request.get(urljoin(site.url(page), href))
         assert response.ok, f"{page}: {href} -> HTTP {response.status}"
@@ -502,7 +532,9 @@ def test_preview_renders_like_the_book(preview_pair, page):
     book_article, book_loads = _rendered(book, page)
     preview_article, preview_loads = _rendered(preview, page)
     assert preview_article == book_article, f"{page}: the preview's article differs from the book's"
-    assert preview_loads == book_loads, f"{page}: the preview loads {preview_loads}, the book {book_loads}"
+    assert preview_loads == book_loads, (
+        f"{page}: the preview loads {preview_loads}, the book {book_loads}"
+    )
     assert "<mjx-container" in (preview / PREVIEW_PAGES[1]).read_text(encoding="utf-8")
 
 
@@ -525,8 +557,12 @@ def test_preview_page_offline(preview_pair, browser, shared_context, page):
             check_laptop_layout(page, v.page.evaluate(LAPTOP_LAYOUT))
             assert not external_resources((preview / page).read_text(encoding="utf-8"))
             v.page.add_script_tag(path=str(AXE))
-            result = v.page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-            assert not result["violations"], f"{page}: axe: {[x['id'] for x in result['violations']]}"
+            result = v.page.evaluate(
+                "async () => await axe.run(document, {resultTypes: ['violations']})"
+            )
+            assert not result["violations"], (
+                f"{page}: axe: {[x['id'] for x in result['violations']]}"
+            )
         finally:
             v.close()
     finally:

@@ -14,6 +14,7 @@ import re
 import textwrap
 
 import pytest
+
 from conftest import ROOT, chapters, mini_book, run_build, toc_docs
 
 pytestmark = pytest.mark.build
@@ -65,8 +66,10 @@ def test_every_chapter_executed_and_shows_its_checks(built_book, chapter):
 def _records(notebook: dict) -> list[dict]:
     return [
         output["metadata"]["byhand"]
-        for cell in notebook["cells"] if cell["cell_type"] == "code"
-        for output in cell["outputs"] if "byhand" in output.get("metadata", {})
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+        for output in cell["outputs"]
+        if "byhand" in output.get("metadata", {})
     ]
 
 
@@ -82,10 +85,15 @@ def test_the_page_badge_counts_the_checks_of_its_own_build(built_book, doc):
         assert badge is None, f"{doc} checks nothing but shows {badge[0]}"
         return
     assert badge, f"{doc} has {len(records)} check records but no badge under its title"
-    assert re.search(r'</h1>\s*<p class="byhand-badge">', html), "the badge is not right under the title"
+    assert re.search(r'</h1>\s*<p class="byhand-badge">', html), (
+        "the badge is not right under the title"
+    )
     text = re.sub(r"<[^>]+>", "", badge[1])
-    autograd = sum(len(r["quantities"]) for r in records
-                   if r["kind"] == "check" and r["reference"] == "autograd")
+    autograd = sum(
+        len(r["quantities"])
+        for r in records
+        if r["kind"] == "check" and r["reference"] == "autograd"
+    )
     claims = sum(len(r["quantities"]) for r in records if r["kind"] == "claim")
     if autograd:
         assert re.search(rf"\b{autograd} gradients? checked against autograd", text), text
@@ -108,7 +116,7 @@ def test_every_chapter_is_downloadable_as_executed_notebook(built_book):
 WRONG = page(
     "A chapter with one wrong gradient",
     cell(
-        '''
+        """
     import torch
     from byhand import check, start_chapter
     start_chapter("9 · Broken on purpose")
@@ -117,7 +125,7 @@ WRONG = page(
     Y = X @ W                                        # (N, n_out)
     Y.pow(2).mean().backward()
     Y_g = 2 * Y.detach() / Y.numel()                 # dL/dY
-    '''
+    """
     ),
     cell('check({"dL/dW": (X.t() @ Y_g * 1.001, W.grad)})'),
 )

@@ -60,7 +60,9 @@ def test_report_shows_one_tick_line_per_quantity_with_details_folded():
     manual, auto = grads()
     report = compare({"dL/dW": (manual + 1e-12, auto), "dL/db": (torch.ones(2), torch.ones(2))})
     lines = str(report).splitlines()
-    assert lines[0].startswith("✓ dL/dW (3, 2) matches autograd") and "largest difference" in lines[0]
+    assert (
+        lines[0].startswith("✓ dL/dW (3, 2) matches autograd") and "largest difference" in lines[0]
+    )
     assert lines[1].startswith("✓ dL/db (2,) matches autograd") and "identical" in lines[1]
     html = report._repr_html_()
     assert html.count("<li>") == 2 and "<details>" in html
@@ -81,7 +83,10 @@ def test_report_carries_a_machine_readable_record():
     manual, auto = grads()
     data, metadata = compare({"dL/dW": (manual, auto)}, reference="vec(G) @ J")._repr_mimebundle_()
     assert metadata[byhand.RECORD_KEY] == {
-        "kind": "check", "quantities": ["dL/dW"], "reference": "vec(G) @ J", "torch": torch.__version__,
+        "kind": "check",
+        "quantities": ["dL/dW"],
+        "reference": "vec(G) @ J",
+        "torch": torch.__version__,
     }
     assert set(data) == {"text/plain", "text/html"}, "only mime types myst-nb renders"
 
@@ -91,7 +96,7 @@ def test_claim_passes_quietly_and_fails_naming_chapter_and_sentence(capsys):
     assert "✓ checked when this page was built: two is two" in capsys.readouterr().out
     with pytest.raises(byhand.FalseClaim) as info:
         byhand.claim("relu's gradient at 0 is 1", torch.tensor([1.0, 0.0]) == 1)
-    assert str(info.value).startswith("[Test chapter] the book says: \"relu's gradient at 0 is 1\"")
+    assert str(info.value).startswith('[Test chapter] the book says: "relu\'s gradient at 0 is 1"')
     assert issubclass(byhand.FalseClaim, AssertionError)
 
 
@@ -148,7 +153,9 @@ def test_shape_mismatch_is_clear():
     manual, auto = grads()
     with pytest.raises(GradientMismatch) as info:
         compare({"dL/dW": (manual.t(), auto)})
-    assert "dL/dW: manual gradient has shape (2, 3) but autograd's has shape (3, 2)" in str(info.value)
+    assert "dL/dW: manual gradient has shape (2, 3) but autograd's has shape (3, 2)" in str(
+        info.value
+    )
 
 
 def test_broadcastable_shape_is_still_a_mismatch():
@@ -158,7 +165,9 @@ def test_broadcastable_shape_is_still_a_mismatch():
 
 
 def test_dtype_mismatch_is_clear():
-    with pytest.raises(GradientMismatch, match="dtype torch.float32 but autograd's has torch.float64"):
+    with pytest.raises(
+        GradientMismatch, match="dtype torch.float32 but autograd's has torch.float64"
+    ):
         compare({"dL/dW": (torch.ones(2, dtype=torch.float32), torch.ones(2))})
 
 
@@ -229,7 +238,9 @@ def test_fd_check_passes_a_correct_backward(capsys):
 
 
 def test_fd_check_fails_a_wrong_backward_with_chapter_and_name():
-    with pytest.raises(GradientMismatch, match=r"^\[Test chapter\] square fails the finite-difference"):
+    with pytest.raises(
+        GradientMismatch, match=r"^\[Test chapter\] square fails the finite-difference"
+    ):
         fd_check(BadSquare.apply, [torch.randn(4, requires_grad=True)], "square")
 
 
@@ -332,8 +343,10 @@ def einsum_cases(draw):
     letters = draw(st.lists(st.sampled_from(LETTERS), min_size=1, max_size=5, unique=True))
     sizes = {c: draw(st.integers(1, 3)) for c in letters}
     n_operands = draw(st.integers(1, 3))
-    terms = ["".join(draw(st.lists(st.sampled_from(letters), max_size=3, unique=True)))
-             for _ in range(n_operands)]
+    terms = [
+        "".join(draw(st.lists(st.sampled_from(letters), max_size=3, unique=True)))
+        for _ in range(n_operands)
+    ]
     used = sorted(set("".join(terms)))
     out = "".join(draw(st.permutations(used))[: draw(st.integers(0, len(used)))])
     spec = ",".join(terms) + "->" + out
@@ -346,8 +359,9 @@ def einsum_cases(draw):
 def test_einsum_backward_matches_autograd(case, seed):
     spec, shapes = case
     gen = torch.Generator().manual_seed(seed)
-    operands = [torch.randn(s, generator=gen, dtype=torch.float64, requires_grad=True)
-                for s in shapes]
+    operands = [
+        torch.randn(s, generator=gen, dtype=torch.float64, requires_grad=True) for s in shapes
+    ]
     out = torch.einsum(spec, *operands)
     grad = torch.randn(out.shape, generator=gen, dtype=torch.float64)
     out.backward(grad)
@@ -355,7 +369,9 @@ def test_einsum_backward_matches_autograd(case, seed):
     assert len(got) == len(operands)
     for k, (g, op) in enumerate(zip(got, operands)):
         assert g.shape == op.shape, f"{spec}: operand {k}'s gradient has shape {tuple(g.shape)}"
-        torch.testing.assert_close(g, op.grad, msg=lambda m, k=k: f"{spec}, shapes {shapes}, operand {k}: {m}")
+        torch.testing.assert_close(
+            g, op.grad, msg=lambda m, k=k: f"{spec}, shapes {shapes}, operand {k}: {m}"
+        )
 
 
 @pytest.mark.parametrize(
@@ -406,17 +422,32 @@ def test_einsum_backward_allows_spaces_and_scalar_operands():
         ("i1->i", [(2, 3)], (2,), r"indices must be letters a-z or A-Z, not '1'"),
         ("ij->ii", [(2, 3)], (2, 2), r"the output repeats an index \('ii'\)"),
         ("ij->k", [(2, 3)], (4,), r"the output index 'k' is in no operand"),
-        ("ij,jk->ik", [(2, 3)], (2, 4), r"the spec names 2 operand\(s\), but 1 tensor\(s\) were given"),
+        (
+            "ij,jk->ik",
+            [(2, 3)],
+            (2, 4),
+            r"the spec names 2 operand\(s\), but 1 tensor\(s\) were given",
+        ),
         ("ijk->i", [(2, 3)], (2,), r"operand 0 has 2 dimension\(s\), but its indices 'ijk' name 3"),
-        ("ij,jk->ik", [(2, 3), (4, 2)], (2, 2),
-         r"index 'j' has size 3 in operand 0 but 4 in operand 1; broadcasting"),
+        (
+            "ij,jk->ik",
+            [(2, 3), (4, 2)],
+            (2, 2),
+            r"index 'j' has size 3 in operand 0 but 4 in operand 1; broadcasting",
+        ),
         ("ij,jk->ik", [(2, 1), (3, 2)], (2, 2), r"index 'j' has size 1 in operand 0 but 3"),
-        ("ij,jk->ik", [(2, 3), (3, 4)], (4, 2), r"grad has shape \(4, 2\), but the output has shape \(2, 4\)"),
+        (
+            "ij,jk->ik",
+            [(2, 3), (3, 4)],
+            (4, 2),
+            r"grad has shape \(4, 2\), but the output has shape \(2, 4\)",
+        ),
     ],
 )
 def test_einsum_backward_names_what_it_does_not_support(spec, shapes, grad_shape, message):
     with pytest.raises(ValueError, match=r"^einsum_backward\(.*\): " + message):
         einsum_backward(spec, [torch.randn(s) for s in shapes], torch.randn(grad_shape))
+
 
 # --- fd_check has teeth (issue 13 §2) -------------------------------------------------
 
@@ -474,8 +505,15 @@ def test_fd_check_next_to_a_relu_kink_is_neither_flaky_nor_blind(distance, capsy
 
 @pytest.mark.parametrize(
     "options",
-    [{"raise_exception": False}, {"check_backward_ad": False}, {"nondet_tol": 1e-3},
-     {"fast_mode": True}, {"atol": 1e-3}, {"rtol": 1e-3}, {"eps": 0.0}],
+    [
+        {"raise_exception": False},
+        {"check_backward_ad": False},
+        {"nondet_tol": 1e-3},
+        {"fast_mode": True},
+        {"atol": 1e-3},
+        {"rtol": 1e-3},
+        {"eps": 0.0},
+    ],
 )
 def test_fd_check_refuses_options_that_would_weaken_it(options):
     with pytest.raises(ValueError, match="factor 1.001|weaken"):
@@ -506,14 +544,18 @@ def layer_grads(X, W, b, G):
 
 
 def island(markup: str) -> dict:
-    found = re.search(r'<script type="application/json" class="bh-data">(.*?)</script>', markup, re.S)
+    found = re.search(
+        r'<script type="application/json" class="bh-data">(.*?)</script>', markup, re.S
+    )
     assert found, "no JSON island"
     return json.loads(found.group(1))
 
 
 def cell_texts(markup: str, key: str) -> dict[str, str]:
     """{data-k: shown text} of the cells whose key starts with ``key:``."""
-    return {k: t for k, t in re.findall(rf'data-k="({re.escape(key)}:[^"]+)"[^>]*>([^<]*)<', markup)}
+    return {
+        k: t for k, t in re.findall(rf'data-k="({re.escape(key)}:[^"]+)"[^>]*>([^<]*)<', markup)
+    }
 
 
 def test_paths_figure_shows_every_value_and_ships_the_checked_tensors():
@@ -527,7 +569,9 @@ def test_paths_figure_shows_every_value_and_ships_the_checked_tensors():
         assert len(shown) == t.numel(), f"{name}: {len(shown)} cells for {t.numel()} elements"
         for r, c in itertools.product(range(t.shape[0]), range(t.shape[1])):
             assert shown[f"{name}:{r}:{c}"] == byhand._fmt(t[r, c].item())
-    assert torch.equal(torch.tensor(data["b"]), b.detach()) and len(cell_texts(fig.markup, "db")) == 2
+    assert (
+        torch.equal(torch.tensor(data["b"]), b.detach()) and len(cell_texts(fig.markup, "db")) == 2
+    )
     # the terms are the products, and they add up to the gradients the figure shows
     W_terms, X_terms = torch.tensor(data["W_terms"]), torch.tensor(data["X_terms"])
     assert torch.allclose(W_terms.sum(0), W.grad, rtol=0, atol=1e-12)
@@ -542,12 +586,21 @@ def test_paths_figure_reads_without_javascript():
     markup = paths_figure(X, W, b, G, grads=layer_grads(X, W, b, G)).markup
     i, j = divmod(int(W.grad.abs().argmax()), 2)
     marked = dict(re.findall(r'data-k="([^"]+)"[^>]*class="(bh-[a-z]+)"', markup))
-    assert marked == {f"W:{i}:{j}": "bh-sel", f"dW:{i}:{j}": "bh-res",
-                      **{f"X:{n}:{i}": "bh-path" for n in range(4)}, **{f"G:{n}:{j}": "bh-path" for n in range(4)}}
+    assert marked == {
+        f"W:{i}:{j}": "bh-sel",
+        f"dW:{i}:{j}": "bh-res",
+        **{f"X:{n}:{i}": "bh-path" for n in range(4)},
+        **{f"G:{n}:{j}": "bh-path" for n in range(4)},
+    }
     readout = re.search(r'<p class="bh-readout" aria-live="polite">([^<]*)</p>', markup).group(1)
-    terms = " + ".join(f"({t})" if t.startswith("−") else t
-                       for t in (byhand._fmt(X[n, i].item() * G[n, j].item()) for n in range(4)))
-    assert readout == f"∂L/∂W[{i},{j}] = Σ_n X[n,{i}]·G[n,{j}] = {terms} = {byhand._fmt(W.grad[i, j].item())}"
+    terms = " + ".join(
+        f"({t})" if t.startswith("−") else t
+        for t in (byhand._fmt(X[n, i].item() * G[n, j].item()) for n in range(4))
+    )
+    assert (
+        readout
+        == f"∂L/∂W[{i},{j}] = Σ_n X[n,{i}]·G[n,{j}] = {terms} = {byhand._fmt(W.grad[i, j].item())}"
+    )
     assert f'{FIGURE_MARK}="paths"' in markup
     # one tabbable cell per selectable matrix (X, W, b), in ARIA grids
     assert markup.count('role="grid"') == 3 and markup.count('tabindex="0"') == 3
@@ -558,8 +611,13 @@ def test_paths_figure_has_a_selection_for_every_element_of_X_W_and_b():
     X, W, b, G = layer()
     sel = island(paths_figure(X, W, b, G, grads=layer_grads(X, W, b, G)).markup)["sel"]
     assert len(sel) == X.numel() + W.numel() + b.numel()
-    assert sel["X:2:1"]["path"] == ["G:2:0", "G:2:1", "W:1:0", "W:1:1"] and sel["X:2:1"]["res"] == "dX:2:1"
-    assert sel["b:0:1"]["path"] == [f"G:{n}:1" for n in range(4)] and sel["b:0:1"]["res"] == "db:0:1"
+    assert (
+        sel["X:2:1"]["path"] == ["G:2:0", "G:2:1", "W:1:0", "W:1:1"]
+        and sel["X:2:1"]["res"] == "dX:2:1"
+    )
+    assert (
+        sel["b:0:1"]["path"] == [f"G:{n}:1" for n in range(4)] and sel["b:0:1"]["res"] == "db:0:1"
+    )
     assert "sums over j" in sel["X:2:1"]["why"] and "sums over n" in sel["W:0:1"]["why"]
     assert sel["W:0:1"]["readout"].startswith("∂L/∂W[0,1] = Σ_n X[n,0]·G[n,1] = ")
     assert sel["b:0:0"]["readout"].endswith("= " + byhand._fmt(b.grad[0].item()))
@@ -581,7 +639,9 @@ def test_paths_figure_refuses_a_wrong_gradient():
 def test_paths_figure_refuses_numbers_it_cannot_check():
     X, W, b, G = layer()
     grads = layer_grads(X, W, b, G)
-    with pytest.raises(ValueError, match=r"needs each as a \(manual, autograd\) pair.*missing: dL/db"):
+    with pytest.raises(
+        ValueError, match=r"needs each as a \(manual, autograd\) pair.*missing: dL/db"
+    ):
         paths_figure(X, W, b, G, grads={k: v for k, v in grads.items() if k != "dL/db"})
     with pytest.raises(ValueError, match="unknown: dL/dY"):
         paths_figure(X, W, b, G, grads=dict(grads, **{"dL/dY": (G, G)}))
@@ -616,7 +676,11 @@ def test_figures_carry_a_check_record_and_a_text_form():
 
 
 def test_number_format_has_a_real_minus_and_no_negative_zero():
-    assert byhand._fmt(-1.234) == "−1.23" and byhand._fmt(-0.001) == "0.00" and byhand._fmt(0.5) == "0.50"
+    assert (
+        byhand._fmt(-1.234) == "−1.23"
+        and byhand._fmt(-0.001) == "0.00"
+        and byhand._fmt(0.5) == "0.50"
+    )
 
 
 def test_sum_figure_ends_at_X_transpose_G():
@@ -626,17 +690,28 @@ def test_sum_figure_ends_at_X_transpose_G():
     data = island(fig.markup)
     X_j, G_j = torch.tensor(data["X"]), torch.tensor(data["G"])
     assert torch.allclose(torch.tensor(data["running"])[-1], X_j.t() @ G_j, rtol=0, atol=1e-12)
-    assert torch.allclose(torch.tensor(data["outer"])[1], torch.outer(X_j[1], G_j[1]), rtol=0, atol=1e-12)
+    assert torch.allclose(
+        torch.tensor(data["outer"])[1], torch.outer(X_j[1], G_j[1]), rtol=0, atol=1e-12
+    )
     # without JavaScript the figure shows the end: the running sum is X.t() @ G, and says so
     shown = cell_texts(fig.markup, "r")
-    assert shown == {f"r:{i}:{j}": byhand._fmt((X.t() @ G)[i, j].item()) for i in range(3) for j in range(2)}
-    readout = re.search(r'<p class="bh-readout" aria-live="polite">([^<]*)</p>', fig.markup).group(1)
+    assert shown == {
+        f"r:{i}:{j}": byhand._fmt((X.t() @ G)[i, j].item()) for i in range(3) for j in range(2)
+    }
+    readout = re.search(r'<p class="bh-readout" aria-live="polite">([^<]*)</p>', fig.markup).group(
+        1
+    )
     exact = torch.equal(running[-1], (X.t() @ G).detach())
-    assert f"Samples 0 to 3 added, all 4: this running sum is {'exactly ' if exact else ''}X.t() @ G" in readout
+    assert (
+        f"Samples 0 to 3 added, all 4: this running sum is {'exactly ' if exact else ''}X.t() @ G"
+        in readout
+    )
     assert '<label for="' in fig.markup and ">samples 0 to n added</label>" in fig.markup
     assert 'min="0" max="3"' in fig.markup and 'value="3"' in fig.markup
     steps = data["steps"]
-    assert len(steps) == 4 and "X.t() @ G" not in html_module.unescape(steps[2]["readout"]).replace("not yet X.t() @ G", "")
+    assert len(steps) == 4 and "X.t() @ G" not in html_module.unescape(steps[2]["readout"]).replace(
+        "not yet X.t() @ G", ""
+    )
     assert steps[0]["valuetext"] == "samples 0 to 0 added" and steps[1]["out"] == "n = 1"
 
 
@@ -659,8 +734,12 @@ def test_sum_figure_refuses_a_wrong_running_sum():
     with pytest.raises(GradientMismatch, match="dL/dW does not match autograd"):
         sum_figure(X, G, running=outer.cumsum(0), grads={"dL/dW": (2 * X.t() @ G, W.grad)})
     with pytest.raises(GradientMismatch, match="the last running sum"):  # a pair that agrees,
-        sum_figure(X, G, running=outer.cumsum(0),  # but is not W's gradient
-                   grads={"dL/dW": (G.t() @ X, W.grad.t())})
+        sum_figure(
+            X,
+            G,
+            running=outer.cumsum(0),  # but is not W's gradient
+            grads={"dL/dW": (G.t() @ X, W.grad.t())},
+        )
     with pytest.raises(ValueError, match="missing: dL/dW"):
         sum_figure(X, G, running=outer.cumsum(0), grads={})
     with pytest.raises(ValueError, match=r"running has shape \(3, 2\), expected \(4, 3, 2\)"):

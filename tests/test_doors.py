@@ -30,12 +30,12 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
-from conftest import ROOT, mini_book, run_build
 
 import guard
 import guard_kernels
 import guard_lint
 import guard_run
+from conftest import ROOT, mini_book, run_build
 from guard_run import InternalsChanged
 
 HEADER = (ROOT / "book" / "_template.md").read_text().split("---\n", 2)[1]
@@ -53,33 +53,55 @@ CODE_DOORS = {
     "redefine check": ("def check(pairs):\n    pass", "rebinds 'check'"),
     "assign check": ("check = lambda pairs: None", "rebinds 'check'"),
     "alias check": ("verify = check\nverify({})", "uses check as a value"),
-    "partial check": ("import functools\nc = functools.partial(check, atol=1)", "uses check as a value"),
+    "partial check": (
+        "import functools\nc = functools.partial(check, atol=1)",
+        "uses check as a value",
+    ),
     "check from elsewhere": ("from helpers import check", "imports check from helpers"),
     "rename on import": ("from byhand import check as verify", "keep byhand's names"),
     "patch byhand": ("import byhand\nbyhand.compare = print", "assigns to byhand.compare"),
-    "patch assert_close": ("import torch\ntorch.testing.assert_close = print", "assigns to torch.testing"),
+    "patch assert_close": (
+        "import torch\ntorch.testing.assert_close = print",
+        "assigns to torch.testing",
+    ),
     "patch a class": ("import torch\nT = torch.Tensor\nT.__sub__ = print", "assigns to T.__sub__"),
     "setattr": ("import byhand\nsetattr(byhand, 'check', print)", "calls setattr()"),
     "getattr of byhand": ("import byhand\nc = getattr(byhand, 'check')", "getattr"),
     "globals": ("globals()['check'] = print", "calls globals()"),
     "exec": ("exec('check = print')", "calls exec()"),
     "dict escape": ("import byhand\nbyhand.__dict__['check'] = print", ".__dict__"),
-    "try around check": ("try:\n    check({})\nexcept AssertionError:\n    pass", "catches AssertionError"),
+    "try around check": (
+        "try:\n    check({})\nexcept AssertionError:\n    pass",
+        "catches AssertionError",
+    ),
     "bare except": ("try:\n    check({})\nexcept:\n    pass", "catches everything"),
-    "catch GradientMismatch": ("try:\n    x = 1\nexcept (ValueError, GradientMismatch):\n    pass",
-                               "catches GradientMismatch"),
-    "catch around a helper": ("try:\n    verify()\nexcept GradientMismatch:\n    pass",
-                              "catches GradientMismatch"),
-    "catch around compare and more": ("try:\n    compare({})\n    check({})\nexcept GradientMismatch:\n"
-                                      "    pass", "catches GradientMismatch"),
-    "return in finally": ("def f():\n    try:\n        check({})\n    finally:\n        return\nf()",
-                          "leaves a 'finally' block early"),
-    "swallowing context manager": ("class Quiet:\n    def __exit__(self, *a):\n        return True",
-                                   "defines '__exit__'"),
+    "catch GradientMismatch": (
+        "try:\n    x = 1\nexcept (ValueError, GradientMismatch):\n    pass",
+        "catches GradientMismatch",
+    ),
+    "catch around a helper": (
+        "try:\n    verify()\nexcept GradientMismatch:\n    pass",
+        "catches GradientMismatch",
+    ),
+    "catch around compare and more": (
+        "try:\n    compare({})\n    check({})\nexcept GradientMismatch:\n    pass",
+        "catches GradientMismatch",
+    ),
+    "return in finally": (
+        "def f():\n    try:\n        check({})\n    finally:\n        return\nf()",
+        "leaves a 'finally' block early",
+    ),
+    "swallowing context manager": (
+        "class Quiet:\n    def __exit__(self, *a):\n        return True",
+        "defines '__exit__'",
+    ),
     "check under if": ("if False:\n    check({})", "where it may not run"),
     "check under and": ("ready and check({})", "where it may not run"),
     "check in a comprehension": ("[check({}) for _ in []]", "where it may not run"),
-    "custom exception handler": ("get_ipython().set_custom_exc((Exception,), print)", "calls get_ipython()"),
+    "custom exception handler": (
+        "get_ipython().set_custom_exc((Exception,), print)",
+        "calls get_ipython()",
+    ),
     "%%script false": ("%%script false\ncheck({})", "the cell magic %%script"),
     "%%capture": ("%%capture\ncheck({})", "the cell magic %%capture"),
     "%%writefile": ("%%writefile byhand.py\nx = 1", "the cell magic %%writefile"),
@@ -88,24 +110,40 @@ CODE_DOORS = {
     "import importlib": ("import importlib", "imports importlib"),
     "import sys": ("import sys\nsys.modules['byhand'] = None", "imports sys"),
     "import ctypes": ("import ctypes", "imports ctypes"),
-    "torch.library": ("import torch\nlib = torch.library.Library('aten', 'IMPL')", "uses torch.library"),
-    "torch function mode": ("from torch.overrides import TorchFunctionMode", "from torch.overrides"),
-    "__torch_function__": ("class Liar:\n    def __torch_function__(self, *a):\n        pass",
-                           "defines '__torch_function__'"),
+    "torch.library": (
+        "import torch\nlib = torch.library.Library('aten', 'IMPL')",
+        "uses torch.library",
+    ),
+    "torch function mode": (
+        "from torch.overrides import TorchFunctionMode",
+        "from torch.overrides",
+    ),
+    "__torch_function__": (
+        "class Liar:\n    def __torch_function__(self, *a):\n        pass",
+        "defines '__torch_function__'",
+    ),
     "loose atol": ("check({'dL/dW': (W_g, W.grad)}, atol=1)", "passes atol=1"),
     "loose rtol in a variable": ("check({'dL/dW': (W_g, W.grad)}, rtol=tol)", "passes rtol=tol"),
     "loose fd_check": ("fd_check(f, (X,), 'f', atol=0.1)", "passes atol=0.1"),
     "keywords from a dict": ("check({'dL/dW': (W_g, W.grad)}, **loose)", "passes **keywords"),
     "compare with itself": ("check({'dL/dW': (W.grad, W.grad)})", "compares 'dL/dW' with itself"),
-    "raise GradientMismatch": ("raise GradientMismatch('looks like a check')", "raises byhand's error"),
-    "a fake GradientMismatch": ("E = type('GradientMismatch', (AssertionError,), {})", "type(name, bases"),
+    "raise GradientMismatch": (
+        "raise GradientMismatch('looks like a check')",
+        "raises byhand's error",
+    ),
+    "a fake GradientMismatch": (
+        "E = type('GradientMismatch', (AssertionError,), {})",
+        "type(name, bases",
+    ),
     ".grad assigned": ("W.grad = W_g", "assigns to .grad"),
     ".grad copied into": ("W.grad.copy_(W_g)", "changes a .grad in place"),
     ".grad indexed": ("W.grad[0] = 0", "changes a .grad in place"),
     "gradient hook": ("W.register_hook(lambda g: W_g)", "register_hook"),
     "warnings ignored": ("import warnings\nwarnings.filterwarnings('ignore')", "silence warnings"),
-    "a fake record": ("display({'text/plain': '✓'}, raw=True, metadata={'byhand': {}})",
-                      "writes byhand's record key"),
+    "a fake record": (
+        "display({'text/plain': '✓'}, raw=True, metadata={'byhand': {}})",
+        "writes byhand's record key",
+    ),
     "a lower precision": ("torch.set_default_dtype(torch.float16)", "sets the default dtype"),
     "file written": ("open('byhand.py', 'w').write('')", "opens a file for writing"),
 }
@@ -154,22 +192,43 @@ def test_ordinary_page_code_is_not_refused():
 
 
 def cell(source="x = 1", **metadata):
-    return nbformat.from_dict({"cell_type": "code", "source": source, "metadata": metadata,
-                               "outputs": [], "execution_count": None})
+    return nbformat.from_dict(
+        {
+            "cell_type": "code",
+            "source": source,
+            "metadata": metadata,
+            "outputs": [],
+            "execution_count": None,
+        }
+    )
 
 
 CELL_DOORS = {
     "skip-execution": ({"tags": ["skip-execution"]}, "would never run"),
     "remove-stderr": ({"tags": ["remove-stderr"]}, "hides a warning"),
-    "stderr hidden by an option": ({"mystnb": {"output_stderr": "remove"}}, "'mystnb: output_stderr'"),
+    "stderr hidden by an option": (
+        {"mystnb": {"output_stderr": "remove"}},
+        "'mystnb: output_stderr'",
+    ),
     "old render key": ({"render": {"output_stderr": "remove"}}, "old 'render:' option"),
     "code loaded from a file": ({"load": "fake.py"}, "loads its code from a file"),
     "raises without the tag": ({"raises": "AssertionError"}, "not tagged raises-exception"),
-    "raises NameError": ({"tags": ["raises-exception"], "raises": "NameError"}, "'raises: NameError'"),
-    "raises Exception": ({"tags": ["raises-exception"], "raises": ["Exception"]}, "'raises: Exception'"),
-    "raises nonsense": ({"tags": ["raises-exception"], "raises": "not a name"}, "must name an exception"),
-    "a typo for raises": ({"tags": ["raises-exception"], "raise": "AssertionError"},
-                          "unknown option 'raise'"),
+    "raises NameError": (
+        {"tags": ["raises-exception"], "raises": "NameError"},
+        "'raises: NameError'",
+    ),
+    "raises Exception": (
+        {"tags": ["raises-exception"], "raises": ["Exception"]},
+        "'raises: Exception'",
+    ),
+    "raises nonsense": (
+        {"tags": ["raises-exception"], "raises": "not a name"},
+        "must name an exception",
+    ),
+    "a typo for raises": (
+        {"tags": ["raises-exception"], "raise": "AssertionError"},
+        "unknown option 'raise'",
+    ),
 }
 
 
@@ -193,8 +252,11 @@ def test_ordinary_cell_options_are_not_refused():
 def _fields(section: str) -> list:
     from myst_nb.core.config import NbParserConfig
 
-    return [f for f in fields(NbParserConfig)
-            if section in {s.value for s in f.metadata.get("sections", ())}]
+    return [
+        f
+        for f in fields(NbParserConfig)
+        if section in {s.value for s in f.metadata.get("sections", ())}
+    ]
 
 
 def _all_fields() -> list:
@@ -211,16 +273,21 @@ def test_every_page_setting_but_a_render_option_is_refused(name):
     problems = guard_lint.front_matter_problems({"kernelspec": KERNEL, "mystnb": {name: 0}})
     if name in guard_lint.PAGE_RENDER_OPTIONS:
         assert problems == []
-        sections = {s.value for s in next(f for f in _all_fields() if f.name == name).metadata["sections"]}
+        sections = {
+            s.value for s in next(f for f in _all_fields() if f.name == name).metadata["sections"]
+        }
         assert "render" in sections, f"{name} is allow-listed but is not a render option"
     else:
         assert f"'mystnb: {name}'" in "\n".join(problems)
 
 
 def test_cell_render_options_are_render_options():
-    keys = {f.metadata.get("cell_key", f.name) for f in _fields("cell")
-            if "render" in {s.value for s in f.metadata["sections"]}}
-    assert guard_lint.CELL_RENDER_OPTIONS <= keys
+    keys = {
+        f.metadata.get("cell_key", f.name)
+        for f in _fields("cell")
+        if "render" in {s.value for s in f.metadata["sections"]}
+    }
+    assert keys >= guard_lint.CELL_RENDER_OPTIONS
     assert "output_stderr" in keys - guard_lint.CELL_RENDER_OPTIONS
 
 
@@ -298,7 +365,9 @@ def test_page_problems_name_the_page_line_and_cell(tmp_path):
     line = text.index("check = print") + 1
     assert f"book/09-doors.md:{line}: code cell 2 line 2: " not in "\n".join(found)
     assert f"book/09-doors.md:{line}: code cell 2 rebinds 'check'" in "\n".join(found)
-    assert "book/09-doors.md: its front matter sets 'mystnb: execution_allow_errors'" in "\n".join(found)
+    assert "book/09-doors.md: its front matter sets 'mystnb: execution_allow_errors'" in "\n".join(
+        found
+    )
     assert any(p.startswith("book/09-doors.md:") and "tagged skip-execution" in p for p in found)
 
 
@@ -315,8 +384,14 @@ def test_a_page_must_start_its_chapter_and_check_something(tmp_path):
 
 def executed(*cells, kernel="python3"):
     """An executed notebook as myst-nb writes it (not validated: tests break it on purpose)."""
-    return nbformat.from_dict({"cells": list(cells), "metadata": {"kernelspec": {**KERNEL, "name": kernel}},
-                               "nbformat": 4, "nbformat_minor": 5})
+    return nbformat.from_dict(
+        {
+            "cells": list(cells),
+            "metadata": {"kernelspec": {**KERNEL, "name": kernel}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
 
 
 def ran(source="x = 1", outputs=(), tags=(), count=1, **metadata):
@@ -330,13 +405,25 @@ def error(ename, evalue="..."):
 
 
 def record(kind="check", quantities=("dL/dW",), reference="autograd"):
-    meta = {"byhand": {"kind": kind, "quantities": list(quantities), "reference": reference,
-                       "torch": "2.13.0+cpu"}}
+    meta = {
+        "byhand": {
+            "kind": kind,
+            "quantities": list(quantities),
+            "reference": reference,
+            "torch": "2.13.0+cpu",
+        }
+    }
     return {"output_type": "display_data", "data": {"text/plain": "✓"}, "metadata": meta}
 
 
-RUN = {"succeeded": True, "method": "force", "error": None, "traceback": None, "runtime": 1.0,
-       "mtime": 0.0}
+RUN = {
+    "succeeded": True,
+    "method": "force",
+    "error": None,
+    "traceback": None,
+    "runtime": 1.0,
+    "mtime": 0.0,
+}
 
 
 def run_problems(notebook, exec_data=RUN) -> str:
@@ -345,20 +432,35 @@ def run_problems(notebook, exec_data=RUN) -> str:
 
 RUN_DOORS = {
     "a NameError in a demonstration": (
-        ran("undefined_name", [error("NameError", "name 'undefined_name' is not defined")],
-            tags=["raises-exception"]),
-        "code cell 1 should fail with GradientMismatch but raised NameError"),
+        ran(
+            "undefined_name",
+            [error("NameError", "name 'undefined_name' is not defined")],
+            tags=["raises-exception"],
+        ),
+        "code cell 1 should fail with GradientMismatch but raised NameError",
+    ),
     "a demonstration that does not raise": (
         ran("check({})", [record()], tags=["raises-exception"]),
-        "code cell 1 is tagged raises-exception but did not raise"),
+        "code cell 1 is tagged raises-exception but did not raise",
+    ),
     "another type than declared": (
-        ran("check({})", [error("GradientMismatch")], tags=["raises-exception"], raises="RuntimeError"),
-        "code cell 1 should fail with RuntimeError but raised GradientMismatch"),
+        ran(
+            "check({})",
+            [error("GradientMismatch")],
+            tags=["raises-exception"],
+            raises="RuntimeError",
+        ),
+        "code cell 1 should fail with RuntimeError but raised GradientMismatch",
+    ),
     "a skipped cell": (ran("check({})", count=None), "code cell 1 never ran"),
-    "an error let through": (ran("1 / 0", [error("ZeroDivisionError")]),
-                             "code cell 1 raised ZeroDivisionError and the page went on"),
-    "a check that left no record": (ran("check({'a': (x, y)})"),
-                                    "calls check/fd_check/claim 1 time(s) but its outputs hold 0"),
+    "an error let through": (
+        ran("1 / 0", [error("ZeroDivisionError")]),
+        "code cell 1 raised ZeroDivisionError and the page went on",
+    ),
+    "a check that left no record": (
+        ran("check({'a': (x, y)})"),
+        "calls check/fd_check/claim 1 time(s) but its outputs hold 0",
+    ),
     "a loop that never ran": (ran("for _ in []:\n    check({})"), "hold 0 record(s)"),
 }
 
@@ -381,8 +483,12 @@ def test_a_healthy_page_passes():
     notebook = executed(
         ran("check({'a': (x, y)})\nclaim('true', True)", [record(), record("claim", ["true"])]),
         ran("check({'a': (x, z)})", [error("GradientMismatch")], tags=["raises-exception"]),
-        ran("assert False", [error("AssertionError")], tags=["raises-exception"],
-            raises="AssertionError"),
+        ran(
+            "assert False",
+            [error("AssertionError")],
+            tags=["raises-exception"],
+            raises="AssertionError",
+        ),
         ran("", count=None),  # an empty cell is not run, and that is fine
     )
     assert run_problems(notebook) == ""
@@ -410,7 +516,9 @@ def fake_app(tmp_path, nb_metadata, run=("book/09-a",)):
     (tmp_path / "book").mkdir(exist_ok=True)
     (tmp_path / "_build" / "html").mkdir(parents=True, exist_ok=True)
     return SimpleNamespace(
-        srcdir=str(tmp_path), outdir=str(tmp_path / "_build" / "html"), statuscode=0,
+        srcdir=str(tmp_path),
+        outdir=str(tmp_path / "_build" / "html"),
+        statuscode=0,
         env=SimpleNamespace(nb_metadata=nb_metadata, docname="book/09-a"),
         _byhand_guard={"run": list(run), "modules": {}, "mode": "force"},
     )
@@ -443,8 +551,11 @@ def test_a_page_module_changed_during_the_build_is_refused(tmp_path):
 
 
 def test_missing_myst_configuration_is_internals_changed(tmp_path):
-    app = SimpleNamespace(srcdir=str(tmp_path), config=SimpleNamespace(external_toc_path="_toc.yml"),
-                          env=SimpleNamespace())
+    app = SimpleNamespace(
+        srcdir=str(tmp_path),
+        config=SimpleNamespace(external_toc_path="_toc.yml"),
+        env=SimpleNamespace(),
+    )
     with pytest.raises(guard.BuildRefused, match="myst-nb internals changed"):
         guard.check_structure(app)
     with pytest.raises(InternalsChanged, match="no 'execution_mode'"):
@@ -499,23 +610,42 @@ def code(source: str, options: str = "") -> str:
 
 
 REFUSED_PAGES = {
-    "09-mode": (page("Mode", code(START), front="mystnb:\n  execution_mode: 'off'\n"),
-                "'mystnb: execution_mode'"),
-    "10-errors": (page("Errors", code(START), front="execution:\n  allow_errors: true\n"),
-                  "'execution' section"),
-    "11-skip": (page("Skip", code(START), code("check({})", ":tags: [skip-execution]\n")),
-                "tagged skip-execution"),
-    "12-nested": (page("Nested", code(START), ":::{dropdown} More\n" + code("check({})") + ":::\n"),
-                  "inside a {dropdown} directive never runs"),
-    "13-script": (page("Script", code(START), code("%%script false\ncheck({})")),
-                  "the cell magic %%script"),
-    "14-swallow": (page("Swallow", code(START), code("try:\n    check({})\nexcept Exception:\n    pass")),
-                   "catches Exception"),
-    "15-patched": (page("Patched", code(START), code("import byhand\nbyhand.compare = print")),
-                   "assigns to byhand.compare"),
-    "16-name": (page("Name", code(START), code("undefined\n", "---\ntags: [raises-exception]\n"
-                                                "raises: NameError\n---\n")),
-                "'raises: NameError'"),
+    "09-mode": (
+        page("Mode", code(START), front="mystnb:\n  execution_mode: 'off'\n"),
+        "'mystnb: execution_mode'",
+    ),
+    "10-errors": (
+        page("Errors", code(START), front="execution:\n  allow_errors: true\n"),
+        "'execution' section",
+    ),
+    "11-skip": (
+        page("Skip", code(START), code("check({})", ":tags: [skip-execution]\n")),
+        "tagged skip-execution",
+    ),
+    "12-nested": (
+        page("Nested", code(START), ":::{dropdown} More\n" + code("check({})") + ":::\n"),
+        "inside a {dropdown} directive never runs",
+    ),
+    "13-script": (
+        page("Script", code(START), code("%%script false\ncheck({})")),
+        "the cell magic %%script",
+    ),
+    "14-swallow": (
+        page("Swallow", code(START), code("try:\n    check({})\nexcept Exception:\n    pass")),
+        "catches Exception",
+    ),
+    "15-patched": (
+        page("Patched", code(START), code("import byhand\nbyhand.compare = print")),
+        "assigns to byhand.compare",
+    ),
+    "16-name": (
+        page(
+            "Name",
+            code(START),
+            code("undefined\n", "---\ntags: [raises-exception]\nraises: NameError\n---\n"),
+        ),
+        "'raises: NameError'",
+    ),
 }
 
 
@@ -534,7 +664,10 @@ def test_refused_doors_stop_the_build_before_anything_runs(tmp_path):
     build = run_build(book)
     assert build.returncode != 0 and "Book structure error" in build.log, build.log[-3000:]
     for stem, (_, message) in REFUSED_PAGES.items():
-        assert re.search(rf"book/{stem}\.md(:\d+)?: .*{re.escape(message)}", build.log), (stem, message)
+        assert re.search(rf"book/{stem}\.md(:\d+)?: .*{re.escape(message)}", build.log), (
+            stem,
+            message,
+        )
     for message in (
         "book/helpers.py: pages run with book/ as their working directory",
         "book/17-no-header.md has code cells but no jupytext header",
@@ -552,32 +685,47 @@ def test_prose_pages_need_no_header_and_pass(tmp_path):
 
 RUN_TIME_PAGES = {
     "09-name-error": code("undefined_name", ":tags: [raises-exception]\n"),
-    "10-wrong-type": code("assert torch.equal(torch.ones(2), torch.zeros(2))",
-                          ":tags: [raises-exception]\n"),
-    "11-silent": code("check({'dL/dx': (torch.ones(2), torch.ones(2) * 1.0)})",
-                      ":tags: [raises-exception]\n"),
-    "12-declared": code("assert torch.equal(torch.ones(1), torch.ones(()))",
-                        "---\ntags: [raises-exception]\nraises: AssertionError\n---\n"),
-    "13-demo": code("check({'dL/dx': (torch.zeros(2), torch.ones(2))})", ":tags: [raises-exception]\n"),
+    "10-wrong-type": code(
+        "assert torch.equal(torch.ones(2), torch.zeros(2))", ":tags: [raises-exception]\n"
+    ),
+    "11-silent": code(
+        "check({'dL/dx': (torch.ones(2), torch.ones(2) * 1.0)})", ":tags: [raises-exception]\n"
+    ),
+    "12-declared": code(
+        "assert torch.equal(torch.ones(1), torch.ones(()))",
+        "---\ntags: [raises-exception]\nraises: AssertionError\n---\n",
+    ),
+    "13-demo": code(
+        "check({'dL/dx': (torch.zeros(2), torch.ones(2))})", ":tags: [raises-exception]\n"
+    ),
 }
 
 
 @pytest.mark.build
 def test_run_time_doors_fail_the_build_without_W(tmp_path):
     """The live preview's build (no -W): the guard fails it from its own record."""
-    good = code("x = torch.ones(3)\ncheck({'dL/dx': (x * 2, x + x), 'dL/dy': (x, x * 1.0)})\n"
-                "claim('ones are ones', torch.equal(x, torch.ones(3)))")
+    good = code(
+        "x = torch.ones(3)\ncheck({'dL/dx': (x * 2, x + x), 'dL/dy': (x, x * 1.0)})\n"
+        "claim('ones are ones', torch.equal(x, torch.ones(3)))"
+    )
     pages = {stem: page(stem, code(START), cells, good) for stem, cells in RUN_TIME_PAGES.items()}
     book = mini_book(tmp_path, pages)
     proc = subprocess.run(
         [sys.executable, str(book / "scripts" / "preview.py"), "--build-only", "--root", str(book)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0, log[-3000:]
-    assert "book/09-name-error.md: code cell 2 should fail with GradientMismatch but raised NameError" in log
-    assert ("book/10-wrong-type.md: code cell 2 should fail with GradientMismatch but raised "
-            "AssertionError") in log and "declare it: 'raises: AssertionError'" in log
+    assert (
+        "book/09-name-error.md: code cell 2 should fail with GradientMismatch but raised NameError"
+        in log
+    )
+    assert (
+        "book/10-wrong-type.md: code cell 2 should fail with GradientMismatch but raised "
+        "AssertionError"
+    ) in log and "declare it: 'raises: AssertionError'" in log
     assert "book/11-silent.md: code cell 2 is tagged raises-exception but did not raise" in log
     assert "12-declared.md: code cell" not in log, "a declared AssertionError was refused"
     assert "13-demo.md: code cell" not in log, "a demonstration failing its check was refused"
@@ -586,10 +734,18 @@ def test_run_time_doors_fail_the_build_without_W(tmp_path):
     out = book / "_build" / "preview"
     html = (out / "html" / "book" / "12-declared.html").read_text()
     notebook = nbformat.read(out / "jupyter_execute" / "book" / "12-declared.ipynb", as_version=4)
-    records = [o.metadata["byhand"] for c in notebook.cells if c.cell_type == "code"
-               for o in c.outputs if "byhand" in o.get("metadata", {})]
+    records = [
+        o.metadata["byhand"]
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "byhand" in o.get("metadata", {})
+    ]
     assert len(records) == 2
-    assert "✓</span> 2 gradients checked against autograd and 1 statement about PyTorch asserted" in html
+    assert (
+        "✓</span> 2 gradients checked against autograd and 1 statement about PyTorch asserted"
+        in html
+    )
     assert sum(len(r["quantities"]) for r in records if r["kind"] == "check") == 2
     runs = json.loads((out / "execution.json").read_text())
     assert all(run["succeeded"] for run in runs.values()), runs

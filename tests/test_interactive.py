@@ -57,7 +57,10 @@ def plus(values) -> str:
 
 def matmul_t(X, G):
     """X.t() @ G in plain Python, from the JSON's numbers."""
-    return [[sum(X[n][i] * G[n][j] for n in range(len(X))) for j in range(len(G[0]))] for i in range(len(X[0]))]
+    return [
+        [sum(X[n][i] * G[n][j] for n in range(len(X))) for j in range(len(G[0]))]
+        for i in range(len(X[0]))
+    ]
 
 
 @pytest.fixture
@@ -73,20 +76,28 @@ def test_hovering_a_weight_lights_its_column_of_X_and_of_G(chapter):
     X, G, dW = d["X"], d["G"], d["dW"]
     N = len(X)
     # the figure's dL/dW is X.t() @ G of its own X and G
-    for (i, j), want in zip(itertools.product(range(d["n_in"]), range(d["n_out"])), itertools.chain(*matmul_t(X, G))):
+    for (i, j), want in zip(
+        itertools.product(range(d["n_in"]), range(d["n_out"])), itertools.chain(*matmul_t(X, G))
+    ):
         assert abs(dW[i][j] - want) < 1e-12
     for i, j in itertools.product(range(d["n_in"]), range(d["n_out"])):
         page.locator(f'{PATHS} td[data-k="W:{i}:{j}"]').hover()
         s = page.evaluate(STATE, PATHS)
         assert s["sel"] == s["ariaSelected"] == [f"W:{i}:{j}"]
-        assert sorted(s["path"]) == sorted([f"X:{n}:{i}" for n in range(N)] + [f"G:{n}:{j}" for n in range(N)])
+        assert sorted(s["path"]) == sorted(
+            [f"X:{n}:{i}" for n in range(N)] + [f"G:{n}:{j}" for n in range(N)]
+        )
         assert s["res"] == [f"dW:{i}:{j}"]
         text, value = s["cells"][f"dW:{i}:{j}"]
         assert abs(value - dW[i][j]) < 1e-12 and text == fmt(dW[i][j])
         products = [X[n][i] * G[n][j] for n in range(N)]
-        assert s["readout"] == f"∂L/∂W[{i},{j}] = Σ_n X[n,{i}]·G[n,{j}] = {plus(products)} = {fmt(dW[i][j])}"
+        assert (
+            s["readout"]
+            == f"∂L/∂W[{i},{j}] = Σ_n X[n,{i}]·G[n,{j}] = {plus(products)} = {fmt(dW[i][j])}"
+        )
         assert s["terms"] == [
-            f"X[{n},{i}]·G[{n},{j}] = {fmt(X[n][i])} × {paren(fmt(G[n][j]))} = {fmt(products[n])}" for n in range(N)
+            f"X[{n},{i}]·G[{n},{j}] = {fmt(X[n][i])} × {paren(fmt(G[n][j]))} = {fmt(products[n])}"
+            for n in range(N)
         ]
         assert "sums over n" in s["why"]
 
@@ -101,18 +112,34 @@ def test_keyboard_reaches_the_figure_and_arrow_keys_move_the_selection(chapter):
     page.keyboard.press("Tab")
     s = page.evaluate(STATE, PATHS)
     assert s["focused"] == "X:0:0" and s["sel"] == ["X:0:0"]
-    for key, want in [("ArrowRight", "X:0:1"), ("ArrowDown", "X:1:1"), ("End", "X:1:2"),
-                      ("ArrowRight", "X:1:2"), ("Home", "X:1:0"), ("ArrowUp", "X:0:0"), ("ArrowUp", "X:0:0"),
-                      ("ArrowDown", "X:1:0"), ("ArrowRight", "X:1:1"), ("ArrowRight", "X:1:2")]:
+    for key, want in [
+        ("ArrowRight", "X:0:1"),
+        ("ArrowDown", "X:1:1"),
+        ("End", "X:1:2"),
+        ("ArrowRight", "X:1:2"),
+        ("Home", "X:1:0"),
+        ("ArrowUp", "X:0:0"),
+        ("ArrowUp", "X:0:0"),
+        ("ArrowDown", "X:1:0"),
+        ("ArrowRight", "X:1:1"),
+        ("ArrowRight", "X:1:2"),
+    ]:
         page.keyboard.press(key)
         s = page.evaluate(STATE, PATHS)
-        assert s["focused"] == want and s["sel"] == [want], f"after {key}: {s['focused']}, {s['sel']}"
+        assert s["focused"] == want and s["sel"] == [want], (
+            f"after {key}: {s['focused']}, {s['sel']}"
+        )
     n, i = 1, 2
     products = [G[n][j] * W[i][j] for j in range(d["n_out"])]
     assert abs(sum(products) - dX[n][i]) < 1e-12
-    assert sorted(s["path"]) == sorted([f"G:{n}:{j}" for j in range(2)] + [f"W:{i}:{j}" for j in range(2)])
+    assert sorted(s["path"]) == sorted(
+        [f"G:{n}:{j}" for j in range(2)] + [f"W:{i}:{j}" for j in range(2)]
+    )
     assert s["res"] == [f"dX:{n}:{i}"] and "sums over j" in s["why"]
-    assert s["readout"] == f"∂L/∂X[{n},{i}] = Σ_j G[{n},j]·W[{i},j] = {plus(products)} = {fmt(dX[n][i])}"
+    assert (
+        s["readout"]
+        == f"∂L/∂X[{n},{i}] = Σ_j G[{n},j]·W[{i},j] = {plus(products)} = {fmt(dX[n][i])}"
+    )
     live = page.locator(f"{PATHS} .bh-readout")
     assert live.get_attribute("aria-live") == "polite"
     # Tab goes on to W (one stop per matrix), then to b; Enter and Space select
@@ -120,7 +147,9 @@ def test_keyboard_reaches_the_figure_and_arrow_keys_move_the_selection(chapter):
     s = page.evaluate(STATE, PATHS)
     assert s["focused"] == d["start"] and s["sel"] == [d["start"]]
     _, i, j = d["start"].split(":")
-    assert sorted(s["path"]) == sorted([f"X:{n}:{i}" for n in range(len(X))] + [f"G:{n}:{j}" for n in range(len(X))])
+    assert sorted(s["path"]) == sorted(
+        [f"X:{n}:{i}" for n in range(len(X))] + [f"G:{n}:{j}" for n in range(len(X))]
+    )
     assert s["res"] == [f"dW:{i}:{j}"]
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("Tab")
@@ -148,8 +177,15 @@ def test_a_tap_on_a_phone_selects(site, visit):
     G, db = d["G"], d["db"]
     page.locator(f'{PATHS} td[data-k="b:0:1"]').tap()
     s = page.evaluate(STATE, PATHS)
-    assert s["sel"] == ["b:0:1"] and s["path"] == [f"G:{n}:1" for n in range(len(G))] and s["res"] == ["db:0:1"]
-    assert s["readout"] == f"∂L/∂b[1] = Σ_n G[n,1] = {plus(G[n][1] for n in range(len(G)))} = {fmt(db[1])}"
+    assert (
+        s["sel"] == ["b:0:1"]
+        and s["path"] == [f"G:{n}:1" for n in range(len(G))]
+        and s["res"] == ["db:0:1"]
+    )
+    assert (
+        s["readout"]
+        == f"∂L/∂b[1] = Σ_n G[n,1] = {plus(G[n][1] for n in range(len(G)))} = {fmt(db[1])}"
+    )
     page.locator(f'{PATHS} td[data-k="X:3:2"]').tap()
     assert page.evaluate(STATE, PATHS)["sel"] == ["X:3:2"]
     # the slider moves with a tap on its track too
@@ -186,14 +222,26 @@ def check_sum_state(s, X, G, n):
     for k, text, value in s["outer"]:
         i, j = map(int, k.split(":")[1:])
         assert abs(value - X[n][i] * G[n][j]) < 1e-12 and text == fmt(X[n][i] * G[n][j])
-    assert [t for _, t, _ in s["x"]] == [fmt(v) for v in X[n]] and [t for _, t, _ in s["g"]] == [fmt(v) for v in G[n]]
-    assert len(s["running"]) == n_in * n_out and s["current"] == [str(n), str(n)] and s["added"] == list(range(n))
-    assert s["value"] == n and s["out"] == f"n = {n}" and s["valuetext"] == f"samples 0 to {n} added"
+    assert [t for _, t, _ in s["x"]] == [fmt(v) for v in X[n]] and [t for _, t, _ in s["g"]] == [
+        fmt(v) for v in G[n]
+    ]
+    assert (
+        len(s["running"]) == n_in * n_out
+        and s["current"] == [str(n), str(n)]
+        and s["added"] == list(range(n))
+    )
+    assert (
+        s["value"] == n and s["out"] == f"n = {n}" and s["valuetext"] == f"samples 0 to {n} added"
+    )
     assert s["label"] == "samples 0 to n added"
     if n == N - 1:
-        assert re.search(r"all \d+: this running sum is (exactly )?X\.t\(\) @ G", s["readout"]), s["readout"]
+        assert re.search(r"all \d+: this running sum is (exactly )?X\.t\(\) @ G", s["readout"]), s[
+            "readout"
+        ]
     else:
-        assert "this running sum is" not in s["readout"] and "not yet X.t() @ G" in s["readout"], s["readout"]
+        assert "this running sum is" not in s["readout"] and "not yet X.t() @ G" in s["readout"], s[
+            "readout"
+        ]
 
 
 def test_the_slider_at_its_end_shows_X_transpose_G(chapter):
@@ -243,8 +291,12 @@ def test_no_layout_shift(site, visit, device):
         setTimeout(done, 300); })""")
     result = page.evaluate(SIZES)
     assert result["count"] > 20
-    assert len(result["sizes"]) == 1, f"{device}: the figures change size as they change: {result['sizes']}"
-    assert result["shifts"] == 0, f"{device}: layout shifts inside the figures while the page loaded"
+    assert len(result["sizes"]) == 1, (
+        f"{device}: the figures change size as they change: {result['sizes']}"
+    )
+    assert result["shifts"] == 0, (
+        f"{device}: layout shifts inside the figures while the page loaded"
+    )
 
 
 def test_the_chapter_does_not_shift_as_it_loads(site, browser):
@@ -280,7 +332,9 @@ def test_selected_states_pass_axe_in_both_themes(site, visit, mode):
     result = page.evaluate(
         "async () => await axe.run({include: [['figure.bh-paths'], ['figure.bh-sum']]}, {resultTypes: ['violations']})"
     )
-    violations = [f"{x['id']}: {[n['target'] for n in x['nodes'][:3]]}" for x in result["violations"]]
+    violations = [
+        f"{x['id']}: {[n['target'] for n in x['nodes'][:3]]}" for x in result["violations"]
+    ]
     assert not violations, f"{mode}: {violations}"
     backgrounds = page.evaluate(
         """() => [...document.querySelectorAll('figure.bh-fig')].map((f) => {
@@ -288,7 +342,9 @@ def test_selected_states_pass_axe_in_both_themes(site, visit, mode):
              return getComputedStyle(e || document.body).backgroundColor; })"""
     )
     page_bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
-    assert all(bg == page_bg for bg in backgrounds), f"{mode}: figures on {backgrounds}, page {page_bg}"
+    assert all(bg == page_bg for bg in backgrounds), (
+        f"{mode}: figures on {backgrounds}, page {page_bg}"
+    )
 
 
 def test_figures_read_without_javascript(site, visit):
@@ -297,16 +353,26 @@ def test_figures_read_without_javascript(site, visit):
     v = visit(site.url(PAGE), java_script_enabled=False)
     page = v.page
     readout = page.locator(f"{PATHS} .bh-readout").text_content()
-    assert re.match(r"∂L/∂W\[\d,\d\] = Σ_n X\[n,\d\]·G\[n,\d\] = .+ = −?\d\.\d\d$", readout), readout
+    assert re.match(r"∂L/∂W\[\d,\d\] = Σ_n X\[n,\d\]·G\[n,\d\] = .+ = −?\d\.\d\d$", readout), (
+        readout
+    )
     assert page.locator(f"{PATHS} td.bh-sel").count() == 1
-    assert "this running sum is exactly X.t() @ G" in page.locator(f"{SUM} .bh-readout").text_content()
+    assert (
+        "this running sum is exactly X.t() @ G" in page.locator(f"{SUM} .bh-readout").text_content()
+    )
     assert not page.locator(f"{SUM} input[type=range]").is_visible()
     assert not page.locator(f"{PATHS} .bh-hint").is_visible()
 
 
 def test_only_the_chapter_with_figures_loads_their_script(site):
-    with_figures = [p for p in PAGES if "data-byhand-figure=" in (site.html / p).read_text(encoding="utf-8")]
+    with_figures = [
+        p for p in PAGES if "data-byhand-figure=" in (site.html / p).read_text(encoding="utf-8")
+    ]
     assert with_figures == [PAGE]
-    loads = [p for p in PAGES if "_static/byhand-figures.js" in (site.html / p).read_text(encoding="utf-8")]
+    loads = [
+        p
+        for p in PAGES
+        if "_static/byhand-figures.js" in (site.html / p).read_text(encoding="utf-8")
+    ]
     assert loads == [PAGE]
     assert (site.html / "_static" / "byhand-figures.js").stat().st_size < 10_000

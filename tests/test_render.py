@@ -124,7 +124,9 @@ def test_bad_tex_fails_the_build_naming_the_page(tmp_path):
 
 @needs_node
 def test_bad_tex_is_an_error_under_W(tmp_path):
-    built = build(tmp_path, {"bad": "# Bad\n\n$$\n\\begin{nosuchenv}x\\end{nosuchenv}\n$$\n"}, strict=True)
+    built = build(
+        tmp_path, {"bad": "# Bad\n\n$$\n\\begin{nosuchenv}x\\end{nosuchenv}\n$$\n"}, strict=True
+    )
     assert built.error is not None
     assert "bad.md" in built.log and "nosuchenv" in built.log
 
@@ -150,7 +152,9 @@ def test_tex_matches_sphinx_mathjax():
     """What is typeset is what sphinx.ext.mathjax would hand to MathJax."""
     from docutils import nodes
 
-    block = nodes.math_block("a = b\n\nc = d \\\\ e", "a = b\n\nc = d \\\\ e", nowrap=False, number=None)
+    block = nodes.math_block(
+        "a = b\n\nc = d \\\\ e", "a = b\n\nc = d \\\\ e", nowrap=False, number=None
+    )
     tex, display = mathsvg.tex_of(block)
     assert display and "\\begin{aligned}" in tex and "\\begin{split}c = d \\\\ e\\end{split}" in tex
     assert mathsvg.tex_of(nodes.math("x", "x")) == ("x", False)
@@ -165,16 +169,23 @@ def test_every_icon_renders_after_subsetting(themed):
     html = themed.html
     page = themed.page("maths")
     assert "fontawesome.js" not in page, "FontAwesome's JavaScript is dropped"
-    bundle = re.search(r'<link rel="stylesheet" href="(_static/styles/bundle-[0-9a-f]+\.css)"', page)
+    bundle = re.search(
+        r'<link rel="stylesheet" href="(_static/styles/bundle-[0-9a-f]+\.css)"', page
+    )
     assert bundle, "the page links one stylesheet bundle"
     css = (html / bundle.group(1)).read_text(encoding="utf-8")
     assert ".subset.woff" in css and ".woff2" not in css, "the CSS points at the subset fonts"
     assert ".fa-ghost:before" not in css, "the rules of unused icons are dropped"
-    fonts = {p.name.split(".")[0]: set(TTFont(p).getBestCmap()) for p in (html / icons.WEBFONTS).glob("*.subset.woff")}
+    fonts = {
+        p.name.split(".")[0]: set(TTFont(p).getBestCmap())
+        for p in (html / icons.WEBFONTS).glob("*.subset.woff")
+    }
     assert {"fa-solid-900", "fa-brands-400"} <= set(fonts)
     every_glyph = set().union(*fonts.values())
     class_cp = icons.icon_codepoints((html / icons.THEME_CSS).read_text(encoding="utf-8"))
-    used = set().union(*(icons.icon_classes(p.read_text(encoding="utf-8")) for p in icons.built_pages(html)))
+    used = set().union(
+        *(icons.icon_classes(p.read_text(encoding="utf-8")) for p in icons.built_pages(html))
+    )
     named = {c for c in used if c in class_cp}
     assert {"fa-bars", "fa-magnifying-glass", "fa-github"} <= named, sorted(used)
     missing = sorted(c for c in named if class_cp[c] not in every_glyph)
@@ -192,7 +203,10 @@ def test_every_icon_renders_after_subsetting(themed):
 def test_subset_drops_unused_icons(tmp_path):
     css = '.fa-bars:before{content:"\\f0c9"}.fa-ghost:before{content:"\\f6e2"}'
     assert icons.icon_codepoints(css) == {"fa-bars": 0xF0C9, "fa-ghost": 0xF6E2}
-    assert icons.icon_classes('<i class="x fa-solid fa-bars"></i><span class="fa-bars">') == {"fa-solid", "fa-bars"}
+    assert icons.icon_classes('<i class="x fa-solid fa-bars"></i><span class="fa-bars">') == {
+        "fa-solid",
+        "fa-bars",
+    }
 
 
 # --- pages: scripts, stylesheets, theme markup -------------------------------------------------
@@ -222,7 +236,9 @@ def test_only_pages_with_a_figure_load_its_script(themed):
     import pages
 
     assert pages.FIGURE_MARK == byhand.FIGURE_MARK, "the helper and the extension agree on the mark"
-    script = re.compile(r'<script defer="defer" src="_static/byhand-figures\.js(\?v=[0-9a-f]+)?"></script>')
+    script = re.compile(
+        r'<script defer="defer" src="_static/byhand-figures\.js(\?v=[0-9a-f]+)?"></script>'
+    )
     assert len(script.findall(themed.page("figure"))) == 1
     for page in ("maths", "quoted", "index"):
         assert "byhand-figures.js" not in themed.page(page), page
@@ -264,7 +280,9 @@ def test_links_and_local_resources_are_fine(snippet):
 
 
 def test_page_with_external_resource_fails_the_build(tmp_path):
-    pages = {"leaky": '# Leaky\n\n```{raw} html\n<img alt="" src="https://example.com/pixel.png">\n```\n'}
+    pages = {
+        "leaky": '# Leaky\n\n```{raw} html\n<img alt="" src="https://example.com/pixel.png">\n```\n'
+    }
     built = build(tmp_path, pages)
     assert isinstance(built.error, offline.ExternalResourceError), built.log[-3000:]
     assert "leaky.html" in str(built.error) and "example.com/pixel.png" in str(built.error)

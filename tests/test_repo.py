@@ -43,8 +43,11 @@ def pages(root: Path) -> list[Path]:
 
 def chapters(root: Path) -> list[Path]:
     """The chapters listed in the TOC (guard.chapter_documents says what a chapter is)."""
-    return [root / f"{doc}.md" for doc in guard.chapter_documents(root / "_toc.yml")
-            if (root / f"{doc}.md").is_file()]
+    return [
+        root / f"{doc}.md"
+        for doc in guard.chapter_documents(root / "_toc.yml")
+        if (root / f"{doc}.md").is_file()
+    ]
 
 
 def rel(root: Path, path: Path) -> str:
@@ -134,10 +137,14 @@ def notebook_files(root: Path) -> list[str]:
                 check=True,
             ).stdout.split("\0")
         except (OSError, subprocess.CalledProcessError) as error:
-            raise RuntimeError(f"{root} is a git checkout, but git cannot list it: {error}") from error
+            raise RuntimeError(
+                f"{root} is a git checkout, but git cannot list it: {error}"
+            ) from error
         return sorted(filter(None, listed))
     return sorted(
-        rel(root, p) for p in root.rglob("*.ipynb") if not GENERATED & set(p.relative_to(root).parts)
+        rel(root, p)
+        for p in root.rglob("*.ipynb")
+        if not GENERATED & set(p.relative_to(root).parts)
     )
 
 
@@ -197,7 +204,8 @@ MEASURE_UNIT = (
     r"|minutes?\b|hours?\b|steps?\b|epochs?\b|images?\b|entries\b|non-?zeros?\b|percent\b)"
 )
 TYPED_NUMBER = re.compile(
-    r"(?<![\w.\-/^_])\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?\s?" + MEASURE_UNIT
+    r"(?<![\w.\-/^_])\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?\s?"
+    + MEASURE_UNIT
     + r"|(?<![\w.])\d(?:\.\d+)?e[-+]?\d+\b"
 )
 # Definitional constants that may be typed, each with the reason (keep this list short).
@@ -230,8 +238,14 @@ def prose_lines(text: str):
                 options = "yaml"
                 continue
         m = OPENING_FENCE.match(stripped)
-        if stack and m and not m["name"] and stripped == m["fence"] and \
-                m["fence"][0] == stack[-1][0][0] and len(m["fence"]) >= len(stack[-1][0]):
+        if (
+            stack
+            and m
+            and not m["name"]
+            and stripped == m["fence"]
+            and m["fence"][0] == stack[-1][0][0]
+            and len(m["fence"]) >= len(stack[-1][0])
+        ):
             stack.pop()
             continue
         if stack and stack[-1][1]:
@@ -244,14 +258,18 @@ def prose_lines(text: str):
         if re.match(r"^:[\w-]+:", stripped):
             continue  # a directive option
         if in_math:  # inside display math: "$$" or the environment it was opened with
-            if in_math == "$$" and stripped.endswith("$$") or stripped.startswith(f"\\end{{{in_math}}}"):
+            if (
+                in_math == "$$"
+                and stripped.endswith("$$")
+                or stripped.startswith(f"\\end{{{in_math}}}")
+            ):
                 in_math = ""
             continue
         if stripped.startswith("$$"):
             in_math = "" if len(stripped) > 2 and stripped.endswith("$$") else "$$"
             continue
         if stripped.startswith("\\begin{"):
-            in_math = stripped[len("\\begin{"):].split("}")[0]
+            in_math = stripped[len("\\begin{") :].split("}")[0]
             continue
         clean = re.sub(r"\{glue(?::\w+)?\}`[^`]*`", " ", line)
         clean = re.sub(r"\$[^$]*\$", " ", clean)
@@ -286,8 +304,9 @@ def config_problems(root: Path) -> list[str]:
     config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
     local = (config.get("sphinx") or {}).get("local_extensions") or {}
     if local.get("guard") != "book/_ext":
-        return ["_config.yml does not load the build guard (sphinx: local_extensions: "
-                "guard: book/_ext)"]
+        return [
+            "_config.yml does not load the build guard (sphinx: local_extensions: guard: book/_ext)"
+        ]
     return []
 
 
@@ -364,7 +383,10 @@ def test_checks_name_every_offending_file(tmp_path):
             "book/05-solution.md": unchecked_solution,
             "imgs/a.svg": "<svg/>",
         },
-        [f"book/{n}" for n in ("02-no-header", "03-no-check", "04-images", "05-solution", "99-gone")],
+        [
+            f"book/{n}"
+            for n in ("02-no-header", "03-no-check", "04-images", "05-solution", "99-gone")
+        ],
     )
     text = {check.__name__: "\n".join(check(book)) for check in CHECKS}
     guard_text = text["guard_problems"]

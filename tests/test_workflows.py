@@ -320,7 +320,9 @@ def test_weekly_workflow_upgrades_and_checks_links_without_gating_pull_requests(
     assert triggers(wf) == {"schedule", "workflow_dispatch"}
     runs = "\n".join(s.get("run", "") for _, s in steps(wf))
     assert "make lock UPGRADE=1" in runs, "recompile the locks from the ranges, newest first"
-    assert runs.index("make lock UPGRADE=1") < runs.index("rm -rf .venv") < runs.index("bash .ci/run")
+    assert (
+        runs.index("make lock UPGRADE=1") < runs.index("rm -rf .venv") < runs.index("bash .ci/run")
+    )
     assert "make linkcheck" in runs
     assert "scripts/lock_changes.py" in runs and "lock.diff" in runs
     upload = next(s for _, s in steps(wf) if "actions/upload-artifact" in s.get("uses", ""))

@@ -127,8 +127,9 @@ def toc_problems(srcdir: Path, toc_path: Path, book_dir: str = "book") -> list[s
         if (srcdir / f"{doc}.md").is_file():
             continue
         if (srcdir / f"{doc}.ipynb").is_file():
-            found.append(f"{doc}.ipynb is a notebook; pages are MyST Markdown "
-                         "(start from book/_template.md)")
+            found.append(
+                f"{doc}.ipynb is a notebook; pages are MyST Markdown (start from book/_template.md)"
+            )
         else:
             found.append(f"{toc_path.name} lists '{doc}', but there is no {doc}.md")
     for page in book_pages(srcdir, book_dir):
@@ -151,8 +152,11 @@ def problems(
     config = config or guard_lint.md_config(srcdir)
     found = toc_problems(srcdir, toc_path, book_dir)
     found += guard_lint.stray_files(srcdir / book_dir)
-    owned = guard_lint.byhand_names(srcdir / book_dir / "byhand.py") \
-        if (srcdir / book_dir / "byhand.py").is_file() else guard_lint.byhand_names()
+    owned = (
+        guard_lint.byhand_names(srcdir / book_dir / "byhand.py")
+        if (srcdir / book_dir / "byhand.py").is_file()
+        else guard_lint.byhand_names()
+    )
     for doc in dict.fromkeys(toc_documents(toc_path)):
         page = srcdir / f"{doc}.md"
         if not page.is_file():
@@ -185,8 +189,10 @@ def config_problems(nb_config) -> list[str]:
     where = "_config.yml"
     mode = _setting(nb_config, "execution_mode")
     if mode != "force":
-        found.append(f"{where}: execute_notebooks is {mode!r}; the book executes every page "
-                     "on every build ('force'), so that no cache can hide a failing cell")
+        found.append(
+            f"{where}: execute_notebooks is {mode!r}; the book executes every page "
+            "on every build ('force'), so that no cache can hide a failing cell"
+        )
     if _setting(nb_config, "execution_allow_errors"):
         found.append(f"{where}: allow_errors is true; a cell that raises must fail the build")
     if _setting(nb_config, "execution_excludepatterns"):
@@ -195,12 +201,16 @@ def config_problems(nb_config) -> list[str]:
         found.append(f"{where}: kernel aliases would run pages in another kernel")
     timeout = _setting(nb_config, "execution_timeout")
     if not isinstance(timeout, int) or not 0 < timeout <= 600:
-        found.append(f"{where}: timeout is {timeout!r}; a cell gets at most 600 s (0 or -1 "
-                     "would let a hung cell hang the build)")
+        found.append(
+            f"{where}: timeout is {timeout!r}; a cell gets at most 600 s (0 or -1 "
+            "would let a hung cell hang the build)"
+        )
     stderr = _setting(nb_config, "output_stderr")
     if stderr not in STDERR_FAILS:
-        found.append(f"{where}: stderr_output is {stderr!r}; output on stderr must at least "
-                     f"warn ({', '.join(STDERR_FAILS)})")
+        found.append(
+            f"{where}: stderr_output is {stderr!r}; output on stderr must at least "
+            f"warn ({', '.join(STDERR_FAILS)})"
+        )
     return found
 
 
@@ -222,12 +232,19 @@ def check_structure(app: Sphinx) -> None:
     nb_config = getattr(app.env, "mystnb_config", None)
     md_config = getattr(app.env, "myst_config", None)
     if nb_config is None or md_config is None:
-        raise BuildRefused(str(InternalsChanged(
-            "the Sphinx environment has no mystnb_config/myst_config at builder-inited")))
+        raise BuildRefused(
+            str(
+                InternalsChanged(
+                    "the Sphinx environment has no mystnb_config/myst_config at builder-inited"
+                )
+            )
+        )
     try:
         found = config_problems(nb_config)
         found += problems(
-            srcdir, toc, config=md_config,
+            srcdir,
+            toc,
+            config=md_config,
             metadata_key=_setting(nb_config, "metadata_key"),
             cell_metadata_key=_setting(nb_config, "cell_metadata_key"),
         )
@@ -238,10 +255,15 @@ def check_structure(app: Sphinx) -> None:
     # What build-finished checks against: the pages that must run, book/'s modules now.
     app._byhand_guard = {
         "run": [
-            doc for doc in toc_documents(toc)
-            if (srcdir / f"{doc}.md").is_file() and any(
-                f.runs for f in guard_lint.code_cell_fences(
-                    (srcdir / f"{doc}.md").read_text(encoding="utf-8"), md_config))
+            doc
+            for doc in toc_documents(toc)
+            if (srcdir / f"{doc}.md").is_file()
+            and any(
+                f.runs
+                for f in guard_lint.code_cell_fences(
+                    (srcdir / f"{doc}.md").read_text(encoding="utf-8"), md_config
+                )
+            )
         ],
         "modules": _modules(srcdir),
         "mode": nb_config.execution_mode,
@@ -286,8 +308,9 @@ def add_badge(app: Sphinx, doctree: nodes.document) -> None:
     title = next(iter(doctree.findall(nodes.title)), None)
     if title is None:
         return
-    badge = nodes.raw("", guard_run.badge_html(count, guard_run.build_date(run["mtime"])),
-                      format="html")
+    badge = nodes.raw(
+        "", guard_run.badge_html(count, guard_run.build_date(run["mtime"])), format="html"
+    )
     title.parent.insert(title.parent.index(title) + 1, badge)
 
 
@@ -325,11 +348,13 @@ def execution_problems(app: Sphinx) -> dict[str, list[str]]:
     if state is None:
         return {}
     metadata = getattr(app.env, "nb_metadata", None)
-    if state["run"] and (metadata is None or not any("exec_data" in metadata.get(d, {})
-                                                     for d in state["run"])):
+    if state["run"] and (
+        metadata is None or not any("exec_data" in metadata.get(d, {}) for d in state["run"])
+    ):
         raise InternalsChanged(
             f"none of the {len(state['run'])} pages with code cells has 'exec_data' in "
-            "env.nb_metadata")
+            "env.nb_metadata"
+        )
     found: dict[str, list[str]] = {}
     for doc in state["run"]:
         path = executed_notebook(app, doc)
@@ -340,11 +365,15 @@ def execution_problems(app: Sphinx) -> dict[str, list[str]]:
     after = _modules(Path(app.srcdir))
     for name in sorted(set(after) | set(state["modules"])):
         if after.get(name) != state["modules"].get(name):
-            change = "appeared" if name not in state["modules"] else (
-                "disappeared" if name not in after else "changed")
+            change = (
+                "appeared"
+                if name not in state["modules"]
+                else ("disappeared" if name not in after else "changed")
+            )
             found.setdefault(f"book/{name}", []).append(
                 f"{change} while the pages ran: every page imports from book/, so no page "
-                "may write there")
+                "may write there"
+            )
     return found
 
 
@@ -362,8 +391,11 @@ def finish(app: Sphinx, exception: Exception | None) -> None:
         for problem in page:
             if not problem.startswith("failed: "):  # failures: myst-nb's traceback, above
                 logger.error(f"{where}: {problem}")
-    logger.info(f"The build guard refuses {len(found)} page(s): "
-                + ", ".join(found) + " (the errors and tracebacks above say why).")
+    logger.info(
+        f"The build guard refuses {len(found)} page(s): "
+        + ", ".join(found)
+        + " (the errors and tracebacks above say why)."
+    )
     app.statuscode = 1  # fail without -W too (the live preview, a plain sphinx-build)
 
 

@@ -52,9 +52,10 @@ def configure() -> Path | None:
         from nbclient.client import NotebookClient
     except ImportError as err:  # pragma: no cover - both ship with myst-nb
         raise InternalsChanged(f"cannot import nbclient/jupyter_client ({err})") from err
-    for owner, names in ((NotebookClient, ("create_kernel_manager", "iopub_timeout",
-                                           "raise_on_iopub_timeout")),
-                         (KernelManager, ("transport", "ip"))):
+    for owner, names in (
+        (NotebookClient, ("create_kernel_manager", "iopub_timeout", "raise_on_iopub_timeout")),
+        (KernelManager, ("transport", "ip")),
+    ):
         missing = [n for n in names if not hasattr(owner, n)]
         if missing:
             raise InternalsChanged(f"{owner.__name__} has no {', '.join(missing)}")

@@ -172,8 +172,18 @@ CELL_RENDER_OPTIONS = {
 # Cell options: the ones myst-nb reads, ``raises`` (the book's own), and Jupyter's standard
 # cell metadata, which changes nothing here. Anything else is most likely a typo
 # ("raise:", "tag:") that would silently do nothing.
-CELL_OPTIONS = {"tags", "mystnb", "raises", "editable", "deletable", "collapsed", "scrolled",
-                "jupyter", "name", "slideshow"}
+CELL_OPTIONS = {
+    "tags",
+    "mystnb",
+    "raises",
+    "editable",
+    "deletable",
+    "collapsed",
+    "scrolled",
+    "jupyter",
+    "name",
+    "slideshow",
+}
 SKIP_TAGS = {"skip-execution"}  # nbclient's NotebookClient.skip_cells_with_tag
 HIDING_TAGS = {"remove-stderr"}  # myst-nb drops stderr before it can warn
 KERNEL = "python3"
@@ -236,7 +246,9 @@ def cell_option_problems(cell, number: int, cell_metadata_key: str = "mystnb") -
         found.append(f"{where} is tagged {tag}, which hides a warning the build would fail on")
     options = cell.metadata.get(cell_metadata_key)
     if options is not None:
-        unknown = sorted(set(options) - CELL_RENDER_OPTIONS) if isinstance(options, dict) else [options]
+        unknown = (
+            sorted(set(options) - CELL_RENDER_OPTIONS) if isinstance(options, dict) else [options]
+        )
         for key in unknown:
             found.append(
                 f"{where} sets '{cell_metadata_key}: {key}'; a cell may only set how its "
@@ -248,14 +260,18 @@ def cell_option_problems(cell, number: int, cell_metadata_key: str = "mystnb") -
         found.append(f"{where} loads its code from a file (load:); write the code in the page")
     extra = sorted(set(cell.metadata) - CELL_OPTIONS - {cell_metadata_key, "render", "load"})
     for key in extra:
-        found.append(f"{where} has the unknown option '{key}' (did you mean tags, raises or mystnb?)")
+        found.append(
+            f"{where} has the unknown option '{key}' (did you mean tags, raises or mystnb?)"
+        )
     if "raises" in cell.metadata:
         raises = cell.metadata["raises"]
         names = [raises] if isinstance(raises, str) else raises
         if "raises-exception" not in cell_tags:
             found.append(f"{where} declares 'raises:' but is not tagged raises-exception")
-        if not isinstance(names, list) or not names or not all(
-            isinstance(n, str) and re.fullmatch(r"[A-Za-z_]\w*", n) for n in names
+        if (
+            not isinstance(names, list)
+            or not names
+            or not all(isinstance(n, str) and re.fullmatch(r"[A-Za-z_]\w*", n) for n in names)
         ):
             found.append(f"{where}: 'raises:' must name an exception class, e.g. AssertionError")
         else:
@@ -282,8 +298,14 @@ ALLOWED_IMPORTS = {
     "platform", "struct", "re", "IPython.display", "myst_nb",
 }  # fmt: skip
 # Parts of torch that replace operators, kernels or dispatch under a check.
-FORBIDDEN_TORCH = ("torch.library", "torch.overrides", "torch.utils._python_dispatch",
-                   "torch._", "torch.utils.cpp_extension", "torch.utils._mode_utils")
+FORBIDDEN_TORCH = (
+    "torch.library",
+    "torch.overrides",
+    "torch.utils._python_dispatch",
+    "torch._",
+    "torch.utils.cpp_extension",
+    "torch.utils._mode_utils",
+)
 FORBIDDEN_CALLS = {
     "exec": "runs code the page does not show",
     "eval": "runs code the page does not show",
@@ -315,8 +337,14 @@ FORBIDDEN_NAMES = {
 # Exception types whose handler would swallow a failing check (GradientMismatch and
 # FalseClaim are AssertionErrors). Catching RuntimeError, ValueError, ... is fine, and so is
 # catching GradientMismatch around nothing but compare() (see _Linter.visit_Try).
-SWALLOWING = {"Exception", "BaseException", "AssertionError", "GradientMismatch",
-              "FalseClaim", "GradcheckError"}
+SWALLOWING = {
+    "Exception",
+    "BaseException",
+    "AssertionError",
+    "GradientMismatch",
+    "FalseClaim",
+    "GradcheckError",
+}
 # Hooks that change what autograd puts in .grad, i.e. the reference a check compares with.
 HOOK = re.compile(r"^register_.*hook$|^saved_tensors_hooks$")
 TOLERANCE_BOUNDS = {"rtol": 1e-4, "atol": 1e-5, "eps": 1e-4}
@@ -354,8 +382,9 @@ def _chain(node: ast.AST) -> list[str]:
 def _forbidden(module: str) -> bool:
     if module.startswith("torch.__"):
         return False  # torch.__version__ (torch.__dict__ & co. are refused on their own)
-    return any(module == m or module.startswith(m if m.endswith("_") else m + ".")
-               for m in FORBIDDEN_TORCH)
+    return any(
+        module == m or module.startswith(m if m.endswith("_") else m + ".") for m in FORBIDDEN_TORCH
+    )
 
 
 def _import_allowed(module: str) -> bool:
@@ -406,24 +435,43 @@ class _Linter(ast.NodeVisitor):
         if "grad" in chain[1:] and not (
             isinstance(target, ast.Attribute) and target.attr == "grad"
         ):
-            self.problem(target, "changes a .grad in place: a check's reference must be "
-                                 "what autograd computed")
-        if isinstance(target, ast.Attribute) and isinstance(root, ast.Name) and root.id in self.imported:
-            self.problem(target, f"assigns to {'.'.join(chain)}: a page does not patch "
-                                 "modules or classes it imported")
-        if isinstance(target, ast.Attribute) and target.attr.startswith("__") and target.attr.endswith("__"):
+            self.problem(
+                target,
+                "changes a .grad in place: a check's reference must be what autograd computed",
+            )
+        if (
+            isinstance(target, ast.Attribute)
+            and isinstance(root, ast.Name)
+            and root.id in self.imported
+        ):
+            self.problem(
+                target,
+                f"assigns to {'.'.join(chain)}: a page does not patch "
+                "modules or classes it imported",
+            )
+        if (
+            isinstance(target, ast.Attribute)
+            and target.attr.startswith("__")
+            and target.attr.endswith("__")
+        ):
             self.problem(target, f"assigns to {target.attr}")
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if node.value == "byhand":
-            self.problem(node, "writes byhand's record key ('byhand'): the build counts the "
-                               "records byhand's checks leave, and only those")
+            self.problem(
+                node,
+                "writes byhand's record key ('byhand'): the build counts the "
+                "records byhand's checks leave, and only those",
+            )
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
             if node.id in CHECKS and id(node) not in self.call_funcs:
-                self.problem(node, f"uses {node.id} as a value; call it directly, "
-                                   f"{node.id}(...), so the build can count and read it")
+                self.problem(
+                    node,
+                    f"uses {node.id} as a value; call it directly, "
+                    f"{node.id}(...), so the build can count and read it",
+                )
             if node.id in FORBIDDEN_NAMES:
                 self.problem(node, f"uses '{node.id}': {FORBIDDEN_NAMES[node.id]}")
 
@@ -432,14 +480,19 @@ class _Linter(ast.NodeVisitor):
         if chain and chain[0] in self.modules:
             dotted = ".".join([self.modules[chain[0]], *chain[1:]])
             if _forbidden(dotted) and not _forbidden(dotted.rpartition(".")[0]):
-                self.problem(node, f"uses {dotted}, which can replace what torch computes "
-                                   "under a check")
+                self.problem(
+                    node, f"uses {dotted}, which can replace what torch computes under a check"
+                )
         if node.attr in FORBIDDEN_ATTRIBUTES:
             self.problem(node, f"reaches for .{node.attr}, an escape hatch out of the page's code")
         elif node.attr in FORBIDDEN_NAMES:
             self.problem(node, f"uses '{node.attr}': {FORBIDDEN_NAMES[node.attr]}")
-        if (isinstance(node.value, ast.Name) and node.value.id == "byhand"
-                and node.attr in CHECKS and id(node) not in self.call_funcs):
+        if (
+            isinstance(node.value, ast.Name)
+            and node.value.id == "byhand"
+            and node.attr in CHECKS
+            and id(node) not in self.call_funcs
+        ):
             self.problem(node, f"uses byhand.{node.attr} as a value; call it directly")
         self.generic_visit(node)
 
@@ -447,8 +500,11 @@ class _Linter(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             if not _import_allowed(alias.name):
-                self.problem(node, f"imports {alias.name}, which pages do not use (the "
-                                   "allowed modules are listed in book/_ext/guard_lint.py)")
+                self.problem(
+                    node,
+                    f"imports {alias.name}, which pages do not use (the "
+                    "allowed modules are listed in book/_ext/guard_lint.py)",
+                )
             if alias.name == "byhand" and alias.asname not in (None, "byhand"):
                 self.problem(node, "imports byhand under another name")
             bound = alias.asname or alias.name.split(".")[0]
@@ -462,11 +518,17 @@ class _Linter(ast.NodeVisitor):
         module = "." * node.level + (node.module or "")
         for alias in node.names:
             full = f"{module}.{alias.name}"
-            allowed = node.level == 0 and not _forbidden(full) and (
-                _import_allowed(module) or _import_allowed(full))
+            allowed = (
+                node.level == 0
+                and not _forbidden(full)
+                and (_import_allowed(module) or _import_allowed(full))
+            )
             if not allowed:
-                self.problem(node, f"imports {alias.name} from {module}, which pages do not use "
-                                   "(the allowed modules are listed in book/_ext/guard_lint.py)")
+                self.problem(
+                    node,
+                    f"imports {alias.name} from {module}, which pages do not use "
+                    "(the allowed modules are listed in book/_ext/guard_lint.py)",
+                )
             if alias.name == "*":
                 self.problem(node, f"imports * from {module}; name what you use")
                 continue
@@ -474,8 +536,10 @@ class _Linter(ast.NodeVisitor):
             self.modules[bound] = full
             if module == "byhand":
                 if alias.asname not in (None, alias.name):
-                    self.problem(node, f"imports byhand's {alias.name} as {alias.asname}; "
-                                       "keep byhand's names")
+                    self.problem(
+                        node,
+                        f"imports byhand's {alias.name} as {alias.asname}; keep byhand's names",
+                    )
             else:
                 self._binds(node, bound)
             self.imported.add(bound)
@@ -496,16 +560,23 @@ class _Linter(ast.NodeVisitor):
         self.generic_visit(node)
 
     def _grad_assignment(self, target: ast.AST, value: ast.AST) -> None:
-        if isinstance(target, ast.Attribute) and target.attr == "grad":
-            if not (isinstance(value, ast.Constant) and value.value is None):
-                self.problem(target, "assigns to .grad; a check's reference must be what "
-                                     "autograd computed (only '.grad = None' resets it)")
+        if (
+            isinstance(target, ast.Attribute)
+            and target.attr == "grad"
+            and not (isinstance(value, ast.Constant) and value.value is None)
+        ):
+            self.problem(
+                target,
+                "assigns to .grad; a check's reference must be what "
+                "autograd computed (only '.grad = None' resets it)",
+            )
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self._targets(node.target)
         if isinstance(node.target, ast.Attribute) and node.target.attr == "grad":
-            self.problem(node, "changes a .grad in place: a check's reference must be what "
-                               "autograd computed")
+            self.problem(
+                node, "changes a .grad in place: a check's reference must be what autograd computed"
+            )
         self.generic_visit(node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
@@ -608,25 +679,35 @@ class _Linter(ast.NodeVisitor):
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
 
     def visit_Try(self, node) -> None:
-        calls = [c for statement in node.body for c in ast.walk(statement) if isinstance(c, ast.Call)]
+        calls = [
+            c for statement in node.body for c in ast.walk(statement) if isinstance(c, ast.Call)
+        ]
         only_compare = bool(calls) and all(_chain(c.func)[-1:] == ["compare"] for c in calls)
         for handler in node.handlers:
             caught = _caught(handler.type)
-            swallowed = sorted(caught & SWALLOWING) or (["everything"] if handler.type is None else [])
+            swallowed = sorted(caught & SWALLOWING) or (
+                ["everything"] if handler.type is None else []
+            )
             if swallowed == ["GradientMismatch"] and only_compare:
                 # Collecting compare()'s verdicts (to claim that a check catches a bug) fakes
                 # no pass: compare() shows no ✓ and leaves no record.
                 swallowed = []
             if swallowed:
-                self.problem(handler, f"catches {', '.join(swallowed)}, which would swallow a "
-                                      "failing check (catch the specific error you expect)")
+                self.problem(
+                    handler,
+                    f"catches {', '.join(swallowed)}, which would swallow a "
+                    "failing check (catch the specific error you expect)",
+                )
             if handler.name:
                 self._binds(handler, handler.name)
         for statement in node.finalbody:
             for inner in _walk_same_scope(statement):
                 if isinstance(inner, (ast.Return, ast.Break, ast.Continue)):
-                    self.problem(inner, "leaves a 'finally' block early, which swallows any "
-                                        "error (a failing check's too)")
+                    self.problem(
+                        inner,
+                        "leaves a 'finally' block early, which swallows any "
+                        "error (a failing check's too)",
+                    )
         self._conditional(node, ("finalbody",), ("body", "handlers", "orelse"))
 
     visit_TryStar = visit_Try
@@ -638,8 +719,9 @@ class _Linter(ast.NodeVisitor):
         raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
         names = set(_chain(raised)) if raised is not None else set()
         if names & {"GradientMismatch", "FalseClaim", "GradcheckError"}:
-            self.problem(node, "raises byhand's error by hand; a demonstration must fail a "
-                               "real check")
+            self.problem(
+                node, "raises byhand's error by hand; a demonstration must fail a real check"
+            )
         self.generic_visit(node)
 
     # -- calls -------------------------------------------------------------------
@@ -648,8 +730,10 @@ class _Linter(ast.NodeVisitor):
         chain = _chain(node.func)
         name = chain[-1] if chain else ""
         direct = isinstance(node.func, ast.Name) or (
-            isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
-            and node.func.value.id == "byhand")
+            isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "byhand"
+        )
         if direct and name in CHECKS:
             self._check_call(node, name)
         elif direct and name in self.owned:
@@ -659,7 +743,9 @@ class _Linter(ast.NodeVisitor):
                 if node.func.id == "get_ipython" and "get_ipython" not in self.source:
                     pass  # a magic, reported by _magic
                 else:
-                    self.problem(node, f"calls {node.func.id}(), which {FORBIDDEN_CALLS[node.func.id]}")
+                    self.problem(
+                        node, f"calls {node.func.id}(), which {FORBIDDEN_CALLS[node.func.id]}"
+                    )
             if node.func.id == "open":
                 self._open(node)
             if node.func.id == "type" and len(node.args) == 3:
@@ -675,9 +761,12 @@ class _Linter(ast.NodeVisitor):
         self.report.calls.add(name)
         if self.depth_def == 0 and name in RECORDED:
             if self.conditional:
-                self.problem(node, f"calls {name}() where it may not run (under an if, a "
-                                   "try, a comprehension, an 'and'/'or'): a check runs "
-                                   "whenever its cell runs")
+                self.problem(
+                    node,
+                    f"calls {name}() where it may not run (under an if, a "
+                    "try, a comprehension, an 'and'/'or'): a check runs "
+                    "whenever its cell runs",
+                )
             else:
                 self.report.recorded_calls += 1
         for keyword in node.keywords:
@@ -686,10 +775,17 @@ class _Linter(ast.NodeVisitor):
             elif keyword.arg in TOLERANCE_BOUNDS:
                 bound = TOLERANCE_BOUNDS[keyword.arg]
                 value = keyword.value
-                if not (isinstance(value, ast.Constant) and isinstance(value.value, (int, float))
-                        and not isinstance(value.value, bool) and 0 <= value.value <= bound):
-                    self.problem(node, f"passes {keyword.arg}={ast.unparse(value)} to {name}(); "
-                                       f"a tolerance is a number written out, at most {bound:g}")
+                if not (
+                    isinstance(value, ast.Constant)
+                    and isinstance(value.value, (int, float))
+                    and not isinstance(value.value, bool)
+                    and 0 <= value.value <= bound
+                ):
+                    self.problem(
+                        node,
+                        f"passes {keyword.arg}={ast.unparse(value)} to {name}(); "
+                        f"a tolerance is a number written out, at most {bound:g}",
+                    )
         if any(isinstance(arg, ast.Starred) for arg in node.args):
             self.problem(node, f"passes *arguments to {name}(); write them out")
         if name in ("check", "compare") and node.args and isinstance(node.args[0], ast.Dict):
@@ -698,48 +794,85 @@ class _Linter(ast.NodeVisitor):
                     manual, reference = value.elts
                     if ast.dump(manual) == ast.dump(reference):
                         label = ast.unparse(key) if key is not None else "a quantity"
-                        self.problem(node, f"{name}() compares {label} with itself "
-                                           f"({ast.unparse(manual)})")
+                        self.problem(
+                            node, f"{name}() compares {label} with itself ({ast.unparse(manual)})"
+                        )
 
     def _method(self, node: ast.Call, chain: list[str]) -> None:
         method = node.func.attr  # type: ignore[union-attr]
         if HOOK.match(method):
-            self.problem(node, f"calls .{method}(), which can change what autograd puts in "
-                               ".grad (a check's reference)")
+            self.problem(
+                node,
+                f"calls .{method}(), which can change what autograd puts in "
+                ".grad (a check's reference)",
+            )
         if "grad" in chain[:-1] and method.endswith("_") and method != "zero_":
-            self.problem(node, f"changes a .grad in place (.{method}); a check's reference "
-                               "must be what autograd computed")
+            self.problem(
+                node,
+                f"changes a .grad in place (.{method}); a check's reference "
+                "must be what autograd computed",
+            )
         if method in ("filterwarnings", "simplefilter"):
-            action = node.args[0] if node.args else next(
-                (k.value for k in node.keywords if k.arg == "action"), None)
-            if not (isinstance(action, ast.Constant) and action.value in ("error", "always", "default")):
-                self.problem(node, f"calls warnings.{method}() to silence warnings; the build "
-                                   "treats a warning as an error, so fix its cause")
+            action = (
+                node.args[0]
+                if node.args
+                else next((k.value for k in node.keywords if k.arg == "action"), None)
+            )
+            if not (
+                isinstance(action, ast.Constant) and action.value in ("error", "always", "default")
+            ):
+                self.problem(
+                    node,
+                    f"calls warnings.{method}() to silence warnings; the build "
+                    "treats a warning as an error, so fix its cause",
+                )
         if method == "set_default_dtype":
-            self.problem(node, "sets the default dtype: start_chapter() sets float64, so that "
-                               "a check's tolerance measures the formula; a float32 section "
-                               "passes dtype= to its tensors")
-        if method in ("write_text", "write_bytes", "unlink", "rmdir", "touch", "symlink_to",
-                      "hardlink_to"):
+            self.problem(
+                node,
+                "sets the default dtype: start_chapter() sets float64, so that "
+                "a check's tolerance measures the formula; a float32 section "
+                "passes dtype= to its tensors",
+            )
+        if method in (
+            "write_text",
+            "write_bytes",
+            "unlink",
+            "rmdir",
+            "touch",
+            "symlink_to",
+            "hardlink_to",
+        ):
             self.problem(node, f"calls .{method}(): a page does not change files")
 
     def _open(self, node: ast.Call) -> None:
-        mode = node.args[1] if len(node.args) > 1 else next(
-            (k.value for k in node.keywords if k.arg == "mode"), ast.Constant("r"))
-        if not (isinstance(mode, ast.Constant) and isinstance(mode.value, str)
-                and not set(mode.value) & set("wax+")):
+        mode = (
+            node.args[1]
+            if len(node.args) > 1
+            else next((k.value for k in node.keywords if k.arg == "mode"), ast.Constant("r"))
+        )
+        if not (
+            isinstance(mode, ast.Constant)
+            and isinstance(mode.value, str)
+            and not set(mode.value) & set("wax+")
+        ):
             self.problem(node, "opens a file for writing: a page does not change files")
 
     def _magic(self, node: ast.Call) -> None:
-        if not (isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call)
-                and isinstance(node.func.value.func, ast.Name)
-                and node.func.value.func.id == "get_ipython"):
+        if not (
+            isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Call)
+            and isinstance(node.func.value.func, ast.Name)
+            and node.func.value.func.id == "get_ipython"
+        ):
             return
         kind = node.func.attr
         name = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else "?"
         if kind == "run_cell_magic" and name not in MAGIC_ALLOWED:
-            self.problem(node, f"uses the cell magic %%{name}, which can skip, capture or "
-                               "rewrite the cell's code; write plain Python")
+            self.problem(
+                node,
+                f"uses the cell magic %%{name}, which can skip, capture or "
+                "rewrite the cell's code; write plain Python",
+            )
         elif kind == "run_line_magic" and name not in MAGIC_ALLOWED:
             self.problem(node, f"uses the magic %{name}; write plain Python")
         elif kind in ("system", "getoutput"):
@@ -779,7 +912,9 @@ def python_source(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
-def lint_code(source: str, owned: set[str] | None = None, imported: set[str] = frozenset()) -> CodeReport:
+def lint_code(
+    source: str, owned: set[str] | None = None, imported: set[str] = frozenset()
+) -> CodeReport:
     """The problems in one code cell's source, and how many records it must leave."""
     owned = byhand_names() if owned is None else owned
     try:
@@ -838,7 +973,9 @@ def page_problems(
     for number, (index, cell) in enumerate(cells, 1):
         fence = lines[index] if index < len(lines) else 0  # 1-based line of the fence
         start = _body_start(text_lines, fence, cell.source)
-        found += [f"{name}:{fence}: {p}" for p in cell_option_problems(cell, number, cell_metadata_key)]
+        found += [
+            f"{name}:{fence}: {p}" for p in cell_option_problems(cell, number, cell_metadata_key)
+        ]
         report = lint_code(cell.source, owned, imported)
         imported |= report.imported
         calls |= report.calls
@@ -883,4 +1020,3 @@ def stray_files(book: Path) -> list[str]:
                 f"{path.with_suffix('.md').name}, and Sphinx could build either; delete it"
             )
     return found
-

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 
 import guard_lint
@@ -61,7 +61,11 @@ def exec_record(exec_data: object) -> dict | None:
 def error_line(traceback: str | None) -> str:
     """The ``SomeError: message`` line of a traceback (the last one that looks like it)."""
     lines = [ANSI.sub("", line).strip() for line in (traceback or "").splitlines()]
-    errors = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Mismatch|Claim)\b", line)]
+    errors = [
+        line
+        for line in lines
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Mismatch|Claim)\b", line)
+    ]
     return errors[-1] if errors else (lines[-1] if lines else "unknown error")
 
 
@@ -145,8 +149,11 @@ def page_problems(exec_data: dict | None, notebook, mode: str = "force") -> list
                 found.append(
                     f"code cell {number} should fail with {' or '.join(allowed)} but raised "
                     f"{raised}: {ANSI.sub('', str(errors[0].get('evalue', '')))[:200]}"
-                    + ("" if raised in guard_lint.UNDECLARABLE else
-                       f" (if that is the point, declare it: 'raises: {raised}' in the cell's options)")
+                    + (
+                        ""
+                        if raised in guard_lint.UNDECLARABLE
+                        else f" (if that is the point, declare it: 'raises: {raised}' in the cell's options)"
+                    )
                 )
             continue
         if raised is not None:
@@ -203,8 +210,20 @@ def tally(notebook) -> Tally:
     return count
 
 
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 def build_date(executed_at: float | None = None) -> datetime:
@@ -212,10 +231,10 @@ def build_date(executed_at: float | None = None) -> datetime:
     when myst-nb executed it."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch:
-        return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+        return datetime.fromtimestamp(int(epoch), tz=UTC)
     if executed_at is not None:
-        return datetime.fromtimestamp(executed_at, tz=timezone.utc)
-    return datetime.now(timezone.utc)
+        return datetime.fromtimestamp(executed_at, tz=UTC)
+    return datetime.now(UTC)
 
 
 def _n(count: int, one: str, many: str) -> str:
@@ -229,11 +248,14 @@ def badge_text(count: Tally, when: datetime) -> str:
     if count.autograd:
         parts.append(_n(count.autograd, "gradient", "gradients") + " checked against autograd")
     if count.other:
-        parts.append(_n(count.other, "other result", "other results")
-                     + " checked against a second computation")
+        parts.append(
+            _n(count.other, "other result", "other results")
+            + " checked against a second computation"
+        )
     if count.fd:
-        parts.append(_n(count.fd, "backward pass", "backward passes")
-                     + " checked against finite differences")
+        parts.append(
+            _n(count.fd, "backward pass", "backward passes") + " checked against finite differences"
+        )
     if count.claims:
         parts.append(_n(count.claims, "statement", "statements") + " about PyTorch asserted")
     what = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]

@@ -58,7 +58,8 @@ def icon_codepoints(theme_css: str) -> dict[str, int]:
     for rule in ICON_RULE.finditer(theme_css):
         cps = codepoints(rule.group(0).split("{", 1)[1])
         for name in ICON_SELECTOR.findall(rule.group(0)):
-            found.update({name: cp for cp in cps})
+            if cps:  # one per rule in practice; with several, the highest (as before: a set's last)
+                found[name] = max(cps)
     return found
 
 
@@ -113,7 +114,9 @@ def subset_font(source: Path, out: Path, unicodes: set[int]) -> None:
 
 def trim_css(css: str, used: set[str]) -> str:
     """Drop the rules of icons not in ``used``; point @font-face at the subset fonts."""
-    css = ICON_RULE.sub(lambda m: m.group(0) if used & set(ICON_SELECTOR.findall(m.group(0))) else "", css)
+    css = ICON_RULE.sub(
+        lambda m: m.group(0) if used & set(ICON_SELECTOR.findall(m.group(0))) else "", css
+    )
     return FONT_SRC.sub(lambda m: f'src:url({m["dir"]}{m["name"]}.subset.woff) format("woff")', css)
 
 
@@ -148,7 +151,9 @@ def subset_icons(outdir: Path) -> str:
         css = path.read_text(encoding="utf-8")
         if css.startswith(UNTRIMMED):
             trimmed = trim_css(css[len(UNTRIMMED) :], used)
-            path.write_text(f"/* bundle: {len(used)} icon classes kept */\n" + trimmed, encoding="utf-8")
+            path.write_text(
+                f"/* bundle: {len(used)} icon classes kept */\n" + trimmed, encoding="utf-8"
+            )
     return f"{len(wanted)} icons: " + ", ".join(sizes)
 
 

@@ -101,7 +101,9 @@ class MathJaxServer:
                 err = self.proc.stderr.read()
                 if "Cannot find module" in err and "mathjax-full" in err:
                     raise NodeMissing("mathjax-full is not installed (run: npm ci --omit=dev)")
-                raise RuntimeError(f"the MathJax server ({SERVER_SCRIPT.name}) stopped:\n{err[-2000:]}")
+                raise RuntimeError(
+                    f"the MathJax server ({SERVER_SCRIPT.name}) stopped:\n{err[-2000:]}"
+                )
         reply = json.loads(line)
         if "fatal" in reply:
             raise RuntimeError(f"the MathJax server failed:\n{reply['fatal']}")
@@ -212,7 +214,9 @@ def _svg_for(self, node: nodes.Element) -> str:
     reply = server().render([tex_of(node)], cache="self")
     if reply["errors"]:
         node[ERROR] = reply["errors"][0]["message"]
-        logger.warning(_failure_text(node, node[ERROR]), location=node, type="mathsvg", subtype="tex")
+        logger.warning(
+            _failure_text(node, node[ERROR]), location=node, type="mathsvg", subtype="tex"
+        )
         return ""
     return reply["html"][0]
 

@@ -32,9 +32,22 @@ logger = logging.getLogger(__name__)
 REMOTE_URL = re.compile(r"^\s*(?:https?:)?//", re.I)
 FETCHED_LINK_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon",
                      "shortcut", "apple-touch-icon", "manifest", "mask-icon"}  # fmt: skip
-SRC_TAGS = {"script", "img", "iframe", "frame", "source", "audio", "video", "track", "embed", "input"}
+SRC_TAGS = {
+    "script",
+    "img",
+    "iframe",
+    "frame",
+    "source",
+    "audio",
+    "video",
+    "track",
+    "embed",
+    "input",
+}
 # url(...) and @import in CSS (inline or in a stylesheet) that point to another host.
-CSS_REMOTE = re.compile(r"""url\(\s*['"]?\s*(?:https?:)?//[^)'"]*|@import\s+['"](?:https?:)?//[^'"]*""", re.I)
+CSS_REMOTE = re.compile(
+    r"""url\(\s*['"]?\s*(?:https?:)?//[^)'"]*|@import\s+['"](?:https?:)?//[^'"]*""", re.I
+)
 # Hosts that serve scripts, styles and fonts to other sites: a page that names one in any
 # text (an inline script's string, a config snippet) is about to fetch from it.
 CDN_HOSTS = re.compile(
@@ -116,7 +129,10 @@ def site_problems(outdir: Path, allowed: tuple[str, ...] = ()) -> list[str]:
     static = outdir / "_static"
     for sheet in sorted(static.rglob("*.css")) if static.is_dir() else []:
         rel = sheet.relative_to(outdir).as_posix()
-        problems += [f"{rel}: {found[:160]}" for found in css_external_resources(sheet.read_text(encoding="utf-8"))]
+        problems += [
+            f"{rel}: {found[:160]}"
+            for found in css_external_resources(sheet.read_text(encoding="utf-8"))
+        ]
     return problems
 
 

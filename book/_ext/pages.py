@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 class BundleError(SphinxError):
     category = "Stylesheet bundle error"
 
+
 TEMPLATES = Path(__file__).with_name("templates")
 # Icon fonts the pages preload (icons.py writes them at the end of every build).
 ICON_FONTS = ("fa-solid-900", "fa-brands-400")
@@ -108,7 +109,7 @@ def css_text(file: Path, bundle_dir: Path) -> str:
         path = m.group(2).split("?")[0].split("#")[0]
         target = (file.parent / path).resolve()
         rel = os.path.relpath(target, bundle_dir).replace(os.sep, "/")
-        return f"url({m.group(1)}{rel}{m.group(2)[len(path):]}{m.group(1)})"
+        return f"url({m.group(1)}{rel}{m.group(2)[len(path) :]}{m.group(1)})"
 
     return RELATIVE_URL.sub(rebase, text)
 
@@ -150,8 +151,12 @@ def write_bundles(app: Sphinx, exception: Exception | None) -> None:
         sheets = json.loads(text[len(PENDING) :])
         missing = [name for name in sheets if not (outdir / name).is_file()]
         if missing:
-            raise BundleError(f"{path.name}: stylesheets missing at the end of the build: {missing}")
-        body = "\n".join(f"/* {name} */\n" + css_text(outdir / name, path.parent) for name in sheets)
+            raise BundleError(
+                f"{path.name}: stylesheets missing at the end of the build: {missing}"
+            )
+        body = "\n".join(
+            f"/* {name} */\n" + css_text(outdir / name, path.parent) for name in sheets
+        )
         path.write_text(UNTRIMMED + body, encoding="utf-8")
 
 

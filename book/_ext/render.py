@@ -41,7 +41,9 @@ def code_digest(*folders: Path) -> str:
 
 
 def set_digest(app: Sphinx, config) -> None:
-    static = [Path(app.confdir, p) for p in config.html_static_path if Path(app.confdir, p).is_dir()]
+    static = [
+        Path(app.confdir, p) for p in config.html_static_path if Path(app.confdir, p).is_dir()
+    ]
     config.render_code_digest = code_digest(HERE, *static)
 
 
