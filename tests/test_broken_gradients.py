@@ -158,9 +158,9 @@ def cells(*sources: str) -> str:
 
 PAGE = f"---\n{HEADER}---\n# Runner test\n\n" + cells(
     """
-    import threading, time
+    import time
     import torch
-    from byhand import check, claim, start_chapter
+    from byhand import check, claim, measure, start_chapter
     start_chapter("9 · Runner")
     X = torch.randn(4, 3)                      # (N, n_in)
     W = torch.randn(3, 2, requires_grad=True)  # (n_in, n_out)
@@ -178,8 +178,9 @@ PAGE = f"---\n{HEADER}---\n# Runner test\n\n" + cells(
     """,
     'claim("a sum of ones counts them", torch.ones(3).sum() == 3)',
     "time.sleep(0)",
-    # a thread alive from here on: later mutations are replayed from a snapshot
-    "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()",
+    # a thread alive from here on (PyTorch's profiler, in measure): later mutations are
+    # replayed from a snapshot
+    "timing = measure(lambda: X @ W.detach())",
     'X_g = G @ W.detach().t()  # dL/dX\ncheck({"dL/dX (after a thread)": (X_g, X_g.clone())})',
     'check({"dL/dW (after a thread)": (X.t() @ G, W.grad)})',
 )
@@ -272,7 +273,7 @@ def test_a_page_whose_demonstration_does_not_raise_fails(tmp_path):
         f"---\n{HEADER}---\n# Silent\n\n"
         + cells(
             "import torch\nfrom byhand import check, start_chapter\nstart_chapter('9 · Silent')",
-            ':tags: [raises-exception]\ncheck({"dL/dx": (torch.ones(2), torch.ones(2))})',
+            ':tags: [raises-exception]\ncheck({"dL/dx": (torch.ones(2), torch.full((2,), 1.0))})',
         )
     )
     problems = page_problems(run(page, cwd=ROOT / "book"))
@@ -301,8 +302,9 @@ def test_the_runner_refuses_what_it_cannot_reproduce(tmp_path):
     )
     with pytest.raises(CannotSimulate, match="kernel 'julia'"):
         plan(page, [], exercises=False)
-    page.write_text(f"---\n{HEADER}---\n# P\n\n" + cells("1 + 1"))
-    header = mutation("name: python3", "name: python3\n  language: julia", quantity="x")
+    valid = "from byhand import claim, start_chapter\nstart_chapter('9 · P')\nclaim('1 + 1 is 2', 1 + 1 == 2)"
+    page.write_text(f"---\n{HEADER}---\n# P\n\n" + cells(valid))
+    header = mutation("format_version: 0.13", "format_version: 0.13\n  notebook_metadata_filter: all", quantity="x")
     with pytest.raises(CannotSimulate, match="changes the page's header"):
         plan(page, [Mutation(page, header.find, header.replace, 1, "x")], exercises=False)
 

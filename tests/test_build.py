@@ -124,10 +124,10 @@ WRONG = page(
     W = torch.randn(3, 2, requires_grad=True)        # (n_in, n_out)
     Y = X @ W                                        # (N, n_out)
     Y.pow(2).mean().backward()
-    Y_g = 2 * Y.detach() / Y.numel()                 # dL/dY
+    G = 2 * Y.detach() / Y.numel()                   # dL/dY
     """
     ),
-    cell('check({"dL/dW": (X.t() @ Y_g * 1.001, W.grad)})'),
+    cell('check({"dL/dW": (X.t() @ G * 1.001, W.grad)})'),
 )
 
 

@@ -260,16 +260,20 @@ def test_first_build_with_an_empty_matplotlib_cache(tmp_path, monkeypatch):
 # --- the link check ----------------------------------------------------------------------
 @pytest.mark.build
 def test_linkcheck_executes_nothing_and_reports_broken_links(tmp_path):
-    marker = tmp_path / "executed"
+    # A page the guard accepts whose execution would fail: a wrong gradient, unmarked.
     page = (
         HEADER
-        + f"""
+        + """
 # Links
 
 A link that cannot resolve: [nowhere](https://example.invalid/page).
 
-```{{code-cell}} ipython3
-open({str(marker)!r}, "w").close()
+```{code-cell} ipython3
+import torch
+from byhand import check, start_chapter
+
+start_chapter("9 · Links")
+check({"dL/dx": (torch.ones(2), torch.zeros(2))})
 ```
 """
     )
@@ -280,14 +284,13 @@ open({str(marker)!r}, "w").close()
         text=True,
         timeout=600,
     )
+    output = result.stdout + result.stderr
     report = root / "_build" / "linkcheck" / "output.txt"
-    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 1, output[-3000:]
     assert "example.invalid" in report.read_text()
-    assert not marker.exists(), "the link check executed a chapter"
-    assert (
-        not (root / "_build" / "html").exists()
-        and not (root / "_build" / "execution.json").exists()
-    )
+    assert "GradientMismatch" not in output, "the link check executed a chapter"
+    for executed in ("html", "execution.json", "jupyter_execute", ".jupyter_cache"):
+        assert not (root / "_build" / executed).exists(), f"the link check wrote _build/{executed}"
 
 
 # --- link previews, CODEOWNERS ------------------------------------------------------------

@@ -26,7 +26,7 @@ from run_chapter import exercise_problems, run
 pytestmark = pytest.mark.build
 
 TEMPLATE = (ROOT / "book" / "_template.md").read_text()
-STUB = "return torch.zeros(Y_g.shape[1])  # your code here"
+STUB = "return torch.zeros(G.shape[1])  # your code here"
 
 
 def stub_problems(page) -> list[str]:
@@ -46,8 +46,8 @@ def test_every_stub_fails_its_check(chapter_run, chapter):
 # --- the test catches each way an exercise can be broken --------------------------------
 # One page made from the template, with three broken exercises: the first stub already
 # solved, the second stub crashing, and a later cell that needs the first solution.
-STUB_2 = "return torch.zeros(X.shape[1], Y_g.shape[1])  # your code here"
-SOLUTION_1 = "def bias_grad(Y_g):\n    return torch.ones(Y_g.shape[0]) @ Y_g\n"
+STUB_2 = "return torch.zeros(X.shape[1], G.shape[1])  # your code here"
+SOLUTION_1 = "def bias_grad(G):\n    return torch.ones(G.shape[0]) @ G\n"
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def broken(tmp_path_factory):
         assert part in TEMPLATE, f"the template changed ({part!r}); update this test"
     text = (
         TEMPLATE.replace("{{TITLE}}", "9 · Broken exercises")
-        .replace(STUB, "return Y_g.sum(0)")
+        .replace(STUB, "return G.sum(0)")
         .replace(STUB_2, "raise NotImplementedError")
         .replace(SOLUTION_1, SOLUTION_1 + "only_in_the_solution = 1\n")
     )

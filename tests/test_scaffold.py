@@ -106,7 +106,7 @@ def test_a_wrong_gradient_in_the_new_chapter_fails_the_build(stub):
     assert new_chapter(stub, NAME, "--title", "Weight decay").returncode == 0
     page = stub / "book" / f"{NAME}.md"
     text = page.read_text()
-    line = "W_g = X.t() @ Y_g"
+    line = "W_g = X.t() @ G"
     assert text.count(line) == 1, "the template's dL/dW line changed; update this test"
     page.write_text(text.replace(line, f"{line} * 1.001"))
     build = mini_build(stub)

@@ -180,6 +180,9 @@ def _setting(nb_config, name: str):
 
 
 STDERR_FAILS = ("warn", "error", "severe", "remove-warn")  # each at least warns
+# Builders that write no page, so execute nothing (make linkcheck sets nb_execution_mode
+# to 'off'): the execution settings and the post-run record do not apply to them.
+NON_EXECUTING_BUILDERS = ("linkcheck",)
 
 
 def config_problems(nb_config) -> list[str]:
@@ -239,8 +242,9 @@ def check_structure(app: Sphinx) -> None:
                 )
             )
         )
+    executes = app.builder.name not in NON_EXECUTING_BUILDERS
     try:
-        found = config_problems(nb_config)
+        found = config_problems(nb_config) if executes else []
         found += problems(
             srcdir,
             toc,
@@ -378,6 +382,8 @@ def execution_problems(app: Sphinx) -> dict[str, list[str]]:
 
 
 def finish(app: Sphinx, exception: Exception | None) -> None:
+    if app.builder.name in NON_EXECUTING_BUILDERS:
+        return
     try:
         report_execution(app)
         if exception is not None:
