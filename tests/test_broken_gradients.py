@@ -304,7 +304,11 @@ def test_the_runner_refuses_what_it_cannot_reproduce(tmp_path):
         plan(page, [], exercises=False)
     valid = "from byhand import claim, start_chapter\nstart_chapter('9 · P')\nclaim('1 + 1 is 2', 1 + 1 == 2)"
     page.write_text(f"---\n{HEADER}---\n# P\n\n" + cells(valid))
-    header = mutation("format_version: 0.13", "format_version: 0.13\n  notebook_metadata_filter: all", quantity="x")
+    header = mutation(
+        "format_version: 0.13",
+        "format_version: 0.13\n  notebook_metadata_filter: all",
+        quantity="x",
+    )
     with pytest.raises(CannotSimulate, match="changes the page's header"):
         plan(page, [Mutation(page, header.find, header.replace, 1, "x")], exercises=False)
 
