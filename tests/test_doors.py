@@ -519,6 +519,7 @@ def fake_app(tmp_path, nb_metadata, run=("book/09-a",)):
         srcdir=str(tmp_path),
         outdir=str(tmp_path / "_build" / "html"),
         statuscode=0,
+        builder=SimpleNamespace(name="html"),
         env=SimpleNamespace(nb_metadata=nb_metadata, docname="book/09-a"),
         _byhand_guard={"run": list(run), "modules": {}, "mode": "force"},
     )
@@ -528,6 +529,17 @@ def test_no_exec_data_anywhere_is_internals_changed(tmp_path):
     app = fake_app(tmp_path, {"book/09-a": {"execution": RUN}})  # exec_data renamed
     with pytest.raises(InternalsChanged, match="has 'exec_data'"):
         guard.execution_problems(app)
+    with pytest.raises(guard.BuildRefused, match="myst-nb internals changed"):
+        guard.finish(app, None)
+
+
+def test_only_the_link_check_skips_the_post_run_checks(tmp_path):
+    """make linkcheck executes nothing (nb_execution_mode 'off'), so the post-run record
+    does not apply to it; every other builder is held to it."""
+    app = fake_app(tmp_path, {"book/09-a": {"execution": RUN}})
+    app.builder.name = "linkcheck"
+    guard.finish(app, None)  # nothing to check, nothing raised
+    app.builder.name = "dirhtml"
     with pytest.raises(guard.BuildRefused, match="myst-nb internals changed"):
         guard.finish(app, None)
 
