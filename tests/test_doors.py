@@ -519,6 +519,7 @@ def fake_app(tmp_path, nb_metadata, run=("book/09-a",)):
         srcdir=str(tmp_path),
         outdir=str(tmp_path / "_build" / "html"),
         statuscode=0,
+        builder=SimpleNamespace(name="html"),  # guard.finish skips non-executing builders
         env=SimpleNamespace(nb_metadata=nb_metadata, docname="book/09-a"),
         _byhand_guard={"run": list(run), "modules": {}, "mode": "force"},
     )
