@@ -780,6 +780,27 @@ def _island(data: dict) -> str:
     )
 
 
+def _slot(kind: str, shown: str, texts: Sequence[str], live: bool = False) -> str:
+    """A text the script changes (``<p class="bh-{kind}">shown</p>``), in a box as tall as
+    the tallest of ``texts``, the texts it can show: each of the others sits in the same
+    grid cell, hidden (``bh-sizer``). The figure keeps its size whatever is selected, at
+    any width. Without JavaScript nothing changes, and the sizers are not shown."""
+    aria = ' aria-live="polite"' if live else ""
+    sizers = "".join(
+        f'<p class="bh-sizer pst-js-only" aria-hidden="true">{text}</p>'
+        for text in dict.fromkeys(texts)
+        if text != shown
+    )
+    text = f'<p class="bh-{kind}"{aria}>{shown}</p>'
+    return f'<div class="bh-slot bh-{kind}-slot">{text}{sizers}</div>'
+
+
+def _widest(*texts) -> int:
+    """The most characters of any text in ``texts`` (nested lists of strings): the cells
+    whose values change are that wide (``--bh-ch``), so no column resizes as they change."""
+    return max(len(t) if isinstance(t, str) else _widest(*t) for t in texts)
+
+
 def _uid(kind: str, data: dict) -> str:
     """A stable id for the figure's elements (the same numbers give the same page)."""
     return f"bh-{kind}-" + hashlib.sha256(json.dumps(data).encode()).hexdigest()[:8]
@@ -1016,14 +1037,16 @@ def paths_figure(
     terms = "".join(f'<span class="bh-term">{t}</span>' for t in s["terms"])
     terms += '<span class="bh-term">\u00a0</span>' * (slots - len(s["terms"]))
     pick = "W, X or b" if b is not None else "W or X"
+    why = _slot("why", s["why"], [v["why"] for v in sel.values()])
+    readout = _slot("readout", s["readout"], [v["readout"] for v in sel.values()], live=True)
     markup = (
         f'<figure class="bh-fig bh-paths" {FIGURE_MARK}="paths" id="{uid}" style="--bh-slots:{slots}">'
         f'<p class="bh-hint pst-js-only">Point at, tap or focus an element of {pick} '
         "(Tab reaches each matrix; the arrow keys move inside it).</p>"
         f'<div class="bh-mats">{"".join(mats)}</div>'
-        f'<div class="bh-panel"><p class="bh-why">{s["why"]}</p>'
+        f'<div class="bh-panel">{why}'
         f'<div class="bh-terms">{terms}</div>'
-        f'<p class="bh-readout" aria-live="polite">{s["readout"]}</p></div>'
+        f"{readout}</div>"
         '<p class="bh-note"><span class="bh-mark" aria-hidden="true">✓</span> '
         f"{_and(names)}: every sum shown matches autograd, checked when this page was built. "
         "Values are rounded to two decimals; each sum is of the unrounded values.</p>"
@@ -1165,11 +1188,14 @@ def sum_figure(
         f'aria-valuetext="{last["valuetext"]}">'
         f'<output for="{uid}-n" class="bh-n">{last["out"]}</output></div>'
     )
+    ch = _widest(*([s["x"], s["g"], s["outer"], s["running"]] for s in steps))
+    readout = _slot("readout", last["readout"], [s["readout"] for s in steps], live=True)
     markup = (
-        f'<figure class="bh-fig bh-sum bh-at-end" {FIGURE_MARK}="sum" id="{uid}">{slider}'
+        f'<figure class="bh-fig bh-sum bh-at-end" {FIGURE_MARK}="sum" id="{uid}" '
+        f'style="--bh-ch:{ch}">{slider}'
         f'<div class="bh-mats"><div class="bh-col">{X_table}</div><div class="bh-col">{G_table}</div>'
         f'<div class="bh-col">{card}</div><div class="bh-col">{total}</div></div>'
-        f'<p class="bh-readout" aria-live="polite">{last["readout"]}</p>'
+        f"{readout}"
         '<p class="bh-note"><span class="bh-mark" aria-hidden="true">✓</span> '
         "Every running sum matches the outer products shown, and the last one matches X.t() @ G "
         "and autograd's dL/dW, checked when this page was built. Values are rounded to two "

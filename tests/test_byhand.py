@@ -744,3 +744,25 @@ def test_sum_figure_refuses_a_wrong_running_sum():
         sum_figure(X, G, running=outer.cumsum(0), grads={})
     with pytest.raises(ValueError, match=r"running has shape \(3, 2\), expected \(4, 3, 2\)"):
         sum_figure(X, G, running=outer.sum(0), grads=grads)
+
+
+def test_figures_reserve_room_for_every_text_they_can_show():
+    """Every text the script can put in a slot is in the markup beside it, hidden and
+    without JavaScript not shown, so the slot is as tall as the tallest (at any width);
+    the cells whose values change are as wide as the widest value they show."""
+    X, W, b, G = layer()
+    sizer = r'<p class="bh-sizer pst-js-only" aria-hidden="true">([^<]*)</p>'
+    markup = paths_figure(X, W, b, G, grads=layer_grads(X, W, b, G)).markup
+    sel = island(markup)["sel"]
+    for kind in ("why", "readout"):
+        slot = re.search(rf'<div class="bh-slot bh-{kind}-slot">(.*?)</div>', markup).group(1)
+        shown = re.search(rf'<p class="bh-{kind}"[^>]*>([^<]*)</p>', slot).group(1)
+        assert sorted([shown, *re.findall(sizer, slot)]) == sorted({s[kind] for s in sel.values()})
+    assert markup.count('class="bh-why"') == markup.count('class="bh-readout"') == 1
+    running = (X.unsqueeze(-1) * G.unsqueeze(1)).cumsum(0).detach()
+    markup = sum_figure(X, G, running=running, grads={"dL/dW": (X.t() @ G, W.grad)}).markup
+    steps = island(markup)["steps"]
+    assert len(re.findall(sizer, markup)) == len(steps) - 1
+    widest = max(len(t) for s in steps for k in ("outer", "running") for row in s[k] for t in row)
+    widest = max([widest] + [len(t) for s in steps for t in s["x"] + s["g"]])
+    assert f'style="--bh-ch:{widest}"' in markup
