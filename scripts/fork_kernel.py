@@ -27,9 +27,16 @@ Each child reports through a pipe; the parent waits for it before it goes on (ch
 never run at the same time, so cells that touch files cannot collide). A cell that runs
 longer than ``timeout`` seconds is a failure, as in the build.
 
-Forking is safe only when no other thread is alive: the caller sets OMP_NUM_THREADS=1 (and
-its MKL/OpenBLAS siblings) before torch is imported; a process with a thread alive never
-forks (see ``Snapshot``).
+Forking is safe only when no other thread can be doing anything: the caller sets
+OMP_NUM_THREADS=1 (and its MKL/OpenBLAS siblings) before torch is imported, and a process
+forks only while every other thread is a native (non-Python) thread asleep in a futex wait
+(``_busy_threads``). That admits exactly one thread the book's pages start: the
+configuration thread that PyTorch's profiler (Kineto, used by ``byhand.measure``) starts
+on first use and that sleeps on a condition variable for the rest of the process, waking
+every few seconds to look for a profiling request. A child forked beside it simply has no
+such thread; nothing a page does needs it. Any other thread (a Python thread, a thread
+that is running or blocked elsewhere) makes the process unsafe to fork: later variants
+are then replayed from a copy taken before that cell (see ``Snapshot``).
 
 A result holds, for the page itself and for each variant, every executed cell's error
 (``ename``, ``evalue``, IPython's ``traceback`` lines, the cell's stream output), and the
@@ -49,6 +56,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 
 RECORD_KEY = "byhand"  # book/byhand.py's RECORD_KEY (tests/test_broken_gradients.py checks)
 FORK_SLACK = 30.0  # seconds a child may take beyond its cells' timeouts before it is killed
@@ -66,6 +74,37 @@ def _threads() -> int:
         import threading
 
         return threading.active_count()
+
+
+def _busy_threads() -> int:
+    """Threads, other than this one, that make a fork unsafe: every Python thread, and
+    every native thread that is not asleep in a futex wait (a condition variable or a
+    lock). Without /proc (not Linux), every other thread counts."""
+    import threading
+
+    python_threads = {t.native_id for t in threading.enumerate()}
+    me = threading.get_native_id()
+    try:
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return threading.active_count() - 1
+    busy = 0
+    for tid in tasks:
+        if tid == me:
+            continue
+        if tid in python_threads:
+            busy += 1
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/self/task/{tid}/wchan") as f:
+                wchan = f.read()
+        except OSError:  # it ended just now
+            continue
+        if not (state == "S" and "futex" in wchan):
+            busy += 1
+    return busy
 
 
 class Capture(io.TextIOBase):
@@ -240,9 +279,9 @@ class Runner:
 
         A variant may carry ``replay``: cells the child runs first (with the build's rules;
         see ``Snapshot``)."""
-        threads = _threads()
-        if threads > 1:
-            raise RuntimeError(f"cannot fork safely: this process has {threads} threads")
+        busy = _busy_threads()
+        if busy:
+            raise RuntimeError(f"cannot fork safely: this process has {busy} busy threads")
         read, write = os.pipe()
         pid = _fork()
         if pid == 0:  # the child
@@ -290,7 +329,9 @@ def _fork() -> int:
     sys.stderr.flush()
     inspect.getmodule(compile("0", "<fork>", "eval"))
     gc.freeze()
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python 3.12+ warns about a fork beside any thread
+        warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+        pid = os.fork()
     if pid:
         gc.unfreeze()
     return pid
@@ -393,7 +434,7 @@ def run_page(runner: Runner, plan: dict) -> dict:
 
     def before(k: int) -> None:
         nonlocal snapshot
-        safe = _threads() == 1
+        safe = _busy_threads() == 0
         start = time.perf_counter()
         for variant in pending.pop(k, []):
             if safe:

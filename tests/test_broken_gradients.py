@@ -30,6 +30,7 @@ import textwrap
 
 import pytest
 
+import run_chapter
 from conftest import ROOT, by_chapter, chapters, mini_book, run_build
 from run_chapter import (
     CannotSimulate,
@@ -158,7 +159,7 @@ def cells(*sources: str) -> str:
 
 PAGE = f"---\n{HEADER}---\n# Runner test\n\n" + cells(
     """
-    import time
+    import threading, time
     import torch
     from byhand import check, claim, measure, start_chapter
     start_chapter("9 · Runner")
@@ -178,9 +179,12 @@ PAGE = f"---\n{HEADER}---\n# Runner test\n\n" + cells(
     """,
     'claim("a sum of ones counts them", torch.ones(3).sum() == 3)',
     "time.sleep(0)",
-    # a thread alive from here on (PyTorch's profiler, in measure): later mutations are
-    # replayed from a snapshot
+    # PyTorch's profiler leaves a native thread asleep for good: forking goes on beside it
     "timing = measure(lambda: X @ W.detach())",
+    'check({"dL/dW (beside the profiler)": ((G.t() @ X).t(), W.grad)})',
+    # a Python thread alive from here on: later mutations are replayed from a snapshot.
+    # (Pages may not import threading, so the runner's own test page is let through.)
+    "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()",
     'X_g = G @ W.detach().t()  # dL/dX\ncheck({"dL/dX (after a thread)": (X_g, X_g.clone())})',
     'check({"dL/dW (after a thread)": (X.t() @ G, W.grad)})',
 )
@@ -198,7 +202,9 @@ CASES = {
     "an allowed error": mutation("W_g.t(), W.grad", "W_g.t() * 2, W.grad", quantity="dL/dW"),
     "a false claim": mutation("sum() == 3", "sum() == 4", claim="a sum of ones counts them"),
     "a timeout": mutation("time.sleep(0)", "time.sleep(30)", quantity="dL/dW"),
-    "replayed, caught": mutation("(X.t() @ G, W.grad)", "(X.t() @ G * 1.001, W.grad)",
+    "beside the profiler, caught": mutation("(G.t() @ X).t()", "(G.t() @ X).t() * 1.001",
+                                            quantity="dL/dW (beside the profiler)"),
+    "replayed, caught": mutation('thread)": (X.t() @ G, W.grad)', 'thread)": (X.t() @ G * 1.001, W.grad)',
                                  quantity="dL/dW (after a thread)"),
     "replayed, not caught": mutation("# dL/dX", "# dL/dX, unchanged", quantity="dL/dX (after a thread)"),
     "refused by the guard": mutation("jupytext:\n", "jupyter_text:\n", quantity="dL/dW"),
@@ -215,19 +221,27 @@ def runner_test(tmp_path_factory):
     }
     for m in cases.values():
         assert PAGE.count(m.find) == 1, m.find
-    return run(page, list(cases.values()), cwd=ROOT / "book", timeout=3), cases
+    refusals = run_chapter.guard_refusals
+
+    def but_threading(name, text):  # the one rule this test page breaks, on purpose
+        return [p for p in refusals(name, text) if "imports threading" not in p]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_chapter, "guard_refusals", but_threading)
+        return run(page, list(cases.values()), cwd=ROOT / "book", timeout=3), cases
 
 
 def test_the_test_page_passes(runner_test):
     result, _ = runner_test
     assert page_problems(result) == []
-    assert result.itself.counts() == {"check": 3, "fd_check": 0, "claim": 1}
+    assert result.itself.counts() == {"check": 4, "fd_check": 0, "claim": 1}
 
 
 @pytest.mark.parametrize(
     "case, expected",
     [
         ("caught in a later cell", None),
+        ("beside the profiler, caught", None),
         ("replayed, caught", None),
         ("not caught", "did not fail the build"),
         ("replayed, not caught", "did not fail the build"),
@@ -253,9 +267,11 @@ def test_the_runner_forks_at_the_edited_cell_and_replays_after_a_thread(runner_t
     later = result.mutations[cases["caught in a later cell"].id]
     assert [c["index"] for c in later.cells] == [1, 2] and later.failed_at == 2
     assert later.replayed is None
+    beside = result.mutations[cases["beside the profiler, caught"].id]
+    assert beside.replayed is None and beside.failed_at == 7  # forked beside the profiler
     replayed = result.mutations[cases["replayed, caught"].id]
-    assert replayed.replayed == 6 and replayed.failed_at == 8
-    assert result.itself.threads > 1  # the thread was really there
+    assert replayed.replayed == 8 and replayed.failed_at == 10
+    assert result.itself.threads > 2  # the profiler's thread and the Python thread
 
 
 def test_a_false_claim_fails_the_page_with_false_claim(runner_test):
