@@ -76,10 +76,22 @@ def _threads() -> int:
         return threading.active_count()
 
 
-def _busy_threads() -> int:
+def _busy_threads(settle: float = 0.25) -> int:
     """Threads, other than this one, that make a fork unsafe: every Python thread, and
     every native thread that is not asleep in a futex wait (a condition variable or a
-    lock). Without /proc (not Linux), every other thread counts."""
+    lock). A native thread that a cell has just started may not have reached its wait
+    yet: those are looked at again for up to ``settle`` seconds. Without /proc (not
+    Linux), every other thread counts."""
+    deadline = time.monotonic() + settle
+    while True:
+        python, native = _other_threads()
+        if python or not native or time.monotonic() > deadline:
+            return python + native
+        time.sleep(0.005)
+
+
+def _other_threads() -> tuple[int, int]:
+    """(Python threads, native threads not asleep in a futex wait), this one aside."""
     import threading
 
     python_threads = {t.native_id for t in threading.enumerate()}
@@ -87,13 +99,13 @@ def _busy_threads() -> int:
     try:
         tasks = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
-        return threading.active_count() - 1
-    busy = 0
+        return threading.active_count() - 1, 0
+    python = native = 0
     for tid in tasks:
         if tid == me:
             continue
         if tid in python_threads:
-            busy += 1
+            python += 1
             continue
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:
@@ -103,8 +115,8 @@ def _busy_threads() -> int:
         except OSError:  # it ended just now
             continue
         if not (state == "S" and "futex" in wchan):
-            busy += 1
-    return busy
+            native += 1
+    return python, native
 
 
 class Capture(io.TextIOBase):
