@@ -45,7 +45,7 @@ help:
 	@echo "make format    ruff: format the Python code and fix what it can"
 	@echo "make preview   live preview on http://127.0.0.1:$(PORT); re-executes only edited chapters"
 	@echo "make serve     serve the last build of _build/html on http://127.0.0.1:$(PORT)"
-	@echo "make chapter NAME=07-my-topic TITLE='My topic'   new chapter from the template, added to _toc.yml"
+	@echo "make chapter NAME=08-my-topic TITLE='My topic'   new chapter from the template, added to _toc.yml"
 	@echo "make bench     run the test suite once; print its wall time and five slowest tests"
 	@echo "make bench-build print build-speed figures (clean build, per chapter, rebuilds)"
 	@echo "make lighthouse print Lighthouse figures for every page of the last build"

@@ -1,10 +1,10 @@
-"""Start a new chapter from the template. ``make chapter NAME=07-topic TITLE='Topic'`` runs this.
+"""Start a new chapter from the template. ``make chapter NAME=08-topic TITLE='Topic'`` runs this.
 
 Creates ``book/NAME.md`` from ``book/_template.md`` (the title replaces ``{{TITLE}}``)
 and appends ``- file: book/NAME`` to the chapters of the last part in ``_toc.yml``.
 ``_toc.yml`` is edited as text, so its comments and layout stay as they are.
 
-* NAME is two digits, a dash and lower-case words joined by dashes: ``07-weight-decay``.
+* NAME is two digits, a dash and lower-case words joined by dashes: ``08-weight-decay``.
 * The title gets the chapter's number in front, as in the other chapters
   (``7 · Weight decay``), unless it already starts with a digit. Without a title,
   it is made from NAME.
@@ -41,14 +41,14 @@ def normalise_name(name: str) -> str:
     if not NAME.match(name):
         raise ChapterError(
             f"NAME {name!r} must be two digits, a dash and lower-case words joined by dashes, "
-            "e.g. 07-weight-decay"
+            "e.g. 08-weight-decay"
         )
     return name
 
 
 def chapter_title(name: str, title: str) -> str:
     title = " ".join(title.split())
-    if not title:  # from the name: 07-weight-decay -> Weight decay
+    if not title:  # from the name: 08-weight-decay -> Weight decay
         title = name[3:].replace("-", " ").capitalize()
     if any(c in title for c in '"\\{}'):
         raise ChapterError('the title must not contain ", \\, { or }')
@@ -111,7 +111,7 @@ def create(root: Path, name: str, title: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="e.g. 07-weight-decay (becomes book/07-weight-decay.md)")
+    parser.add_argument("name", help="e.g. 08-weight-decay (becomes book/08-weight-decay.md)")
     parser.add_argument("--title", default="", help="e.g. 'Weight decay'")
     parser.add_argument(
         "--root", type=Path, default=Path(__file__).resolve().parents[1], help="book root"

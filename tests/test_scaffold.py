@@ -19,8 +19,8 @@ import pytest
 import preview
 from conftest import ROOT, copy_book, mini_book, mini_build, stub_book, toc_docs
 
-NAME = "07-weight-decay"
-TITLE = "7 · Weight decay"
+NAME = "08-weight-decay"
+TITLE = "8 · Weight decay"
 SCRIPT = "scripts/new_chapter.py"
 
 
