@@ -829,6 +829,24 @@ def _need_shape(figure: str, name: str, t: torch.Tensor, shape: tuple[int, ...])
         raise ValueError(f"{_where(None)}{figure}: {name} has shape {got}, expected {shape}")
 
 
+def _figure_sizes(
+    figure: str, X: torch.Tensor, G: torch.Tensor, chapter: str | None
+) -> tuple[int, int, int]:
+    """(N, n_in, n_out) of a figure's X (N, n_in) and G (N, n_out), after checking that
+    they are matrices with the same N, small enough to draw every element."""
+    if not all(isinstance(t, torch.Tensor) and t.dim() == 2 for t in (X, G)):
+        raise ValueError(
+            f"{_where(chapter)}{figure}: X and G must be matrices (N, n_in) and (N, n_out)"
+        )
+    (N, n_in), n_out = X.shape, G.shape[1]
+    _need_shape(figure, "G", G, (N, n_out))
+    if max(N, n_in, n_out) > _MAX_SIZE:
+        raise ValueError(
+            f"{_where(chapter)}{figure}: draws every element; N, n_in and n_out must be at most {_MAX_SIZE}"
+        )
+    return N, n_in, n_out
+
+
 def _table(
     key: str,
     caption: str,
@@ -905,24 +923,10 @@ def paths_figure(
     """
     __tracebackhide__ = True
     name = "paths_figure"
-    if (
-        not isinstance(X, torch.Tensor)
-        or X.dim() != 2
-        or not isinstance(G, torch.Tensor)
-        or G.dim() != 2
-    ):
-        raise ValueError(
-            f"{_where(chapter)}{name}: X and G must be matrices (N, n_in) and (N, n_out)"
-        )
-    (N, n_in), n_out = X.shape, G.shape[1]
+    N, n_in, n_out = _figure_sizes(name, X, G, chapter)
     _need_shape(name, "W", W, (n_in, n_out))
-    _need_shape(name, "G", G, (N, n_out))
     if b is not None:
         _need_shape(name, "b", b, (n_out,))
-    if max(N, n_in, n_out) > _MAX_SIZE:
-        raise ValueError(
-            f"{_where(chapter)}{name}: draws every element; N, n_in and n_out must be at most {_MAX_SIZE}"
-        )
     names = ["dL/dX", "dL/dW"] + (["dL/db"] if b is not None else [])
     _need_grads(name, grads, names)
     checked = compare(grads, chapter=chapter)  # manual against autograd
@@ -1082,22 +1086,8 @@ def sum_figure(
     """
     __tracebackhide__ = True
     name = "sum_figure"
-    if (
-        not isinstance(X, torch.Tensor)
-        or X.dim() != 2
-        or not isinstance(G, torch.Tensor)
-        or G.dim() != 2
-    ):
-        raise ValueError(
-            f"{_where(chapter)}{name}: X and G must be matrices (N, n_in) and (N, n_out)"
-        )
-    (N, n_in), n_out = X.shape, G.shape[1]
-    _need_shape(name, "G", G, (N, n_out))
+    N, n_in, n_out = _figure_sizes(name, X, G, chapter)
     _need_shape(name, "running", running, (N, n_in, n_out))
-    if max(N, n_in, n_out) > _MAX_SIZE:
-        raise ValueError(
-            f"{_where(chapter)}{name}: draws every element; N, n_in and n_out must be at most {_MAX_SIZE}"
-        )
     _need_grads(name, grads, ["dL/dW"])
     checked = compare(grads, chapter=chapter)
     X_, G_, running = X.detach(), G.detach(), running.detach()
