@@ -61,24 +61,28 @@ def build(source: Path, jobs: int, keep: bool = False) -> int:
             shutil.rmtree(source / "_build" / stale, ignore_errors=True)
         (source / "_build" / "execution.json").unlink(missing_ok=True)
     fontcache.warm()  # before any kernel starts: a first build must not fail on its stderr
+    return sphinx(
+        source, html, {"nitpicky": True}, freshenv=not keep, warningiserror=True, jobs=jobs
+    )
+
+
+def sphinx(source: Path, out: Path, overrides: dict, **options) -> int:
+    """Jupyter Book's Sphinx build of the book at ``source`` (its _config.yml and _toc.yml)
+    into ``out``, with ``overrides`` on top of the configuration; 1 if it failed."""
     result = build_sphinx(
         source,
-        html,
+        out,
         noconfig=True,
         path_config=source / "_config.yml",
         confoverrides={
             "external_toc_path": (source / "_toc.yml").as_posix(),
-            "nitpicky": True,
             "latex_individualpages": False,
+            **overrides,
         },
-        freshenv=not keep,
-        warningiserror=True,
         keep_going=True,
-        jobs=jobs,
+        **options,
     )
-    if isinstance(result, Exception) or result:
-        return 1
-    return 0
+    return 1 if isinstance(result, Exception) or result else 0
 
 
 def linkcheck(source: Path, jobs: int) -> int:
@@ -88,29 +92,24 @@ def linkcheck(source: Path, jobs: int) -> int:
     with tempfile.TemporaryDirectory(prefix="linkcheck-") as tmp:
         copy = copy_book(Path(tmp) / "book", root=source)
         out = copy / "_build" / "linkcheck"
-        result = build_sphinx(
+        status = sphinx(
             copy,
             out,
-            noconfig=True,
-            path_config=copy / "_config.yml",
-            confoverrides={
-                "external_toc_path": (copy / "_toc.yml").as_posix(),
+            {
                 "nb_execution_mode": "off",
-                "latex_individualpages": False,
                 # a slow server is reported as "timeout", not as a broken link
                 "linkcheck_report_timeouts_as_broken": False,
             },
             doctreedir=out / ".doctrees",
             builder="linkcheck",
             freshenv=True,
-            keep_going=True,
             jobs=jobs,
         )
         report.mkdir(parents=True, exist_ok=True)
         for name in ("output.txt", "output.json"):
             if (out / name).is_file():
                 shutil.copy2(out / name, report / name)
-    return 1 if isinstance(result, Exception) or result else 0
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
