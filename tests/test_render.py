@@ -229,6 +229,32 @@ def test_pages_load_what_they_need(themed):
     assert 'role="complementary"' in page
 
 
+def test_each_site_gets_its_own_bundle(tmp_path):
+    """Two sites built one after the other in one process each get a finished bundle
+    (the bundle's name is remembered per process and per output directory)."""
+    import pages
+
+    for site in ("one", "two"):
+        built = build(tmp_path / site, {"p": "# P\n\nText.\n"}, theme="sphinx_book_theme")
+        assert built.error is None, built.log[-3000:]
+        name = re.search(r'href="(_static/styles/bundle-[0-9a-f]+\.css)"', built.page("p"))
+        assert name, f"{site}: the page links a bundle"
+        css = (built.html / name.group(1)).read_text(encoding="utf-8")
+        assert not css.startswith(pages.PENDING) and "pydata-sphinx-theme.css" in css, site
+
+
+def test_other_themes_keep_their_own_stylesheets(tmp_path):
+    """The bundle is for the book's theme, whose layout the extension overrides: a site in
+    another theme builds, whichever site this process built before, and links its sheets."""
+    import pages
+
+    pages._written.clear()  # as if this were the process's first build
+    built = build(tmp_path, {"p": "# P\n\nText.\n"}, theme="basic")
+    assert built.error is None, built.log[-3000:]
+    page = built.page("p")
+    assert "bundle-" not in page and re.search(r'href="_static/basic\.css', page), page[:2000]
+
+
 def test_only_pages_with_a_figure_load_its_script(themed):
     """byhand-figures.js (chapter 2's interactive figures) loads, deferred, on a page with a
     figure, and nowhere else: not on a page that mentions the attribute in its text."""

@@ -16,9 +16,9 @@
   instead (the inline snippets after it use its global at once). A page with an
   interactive figure (``data-byhand-figure``, from book/byhand.py) also loads
   ``byhand-figures.js``; no other page does.
-* One stylesheet per page instead of ten (one of which ``@import``s another): each is
-  render-blocking, and on HTTP/1.1, as Lighthouse measures locally, the chain cost half a
-  second of first paint. The theme's and the page's stylesheets are concatenated, in
+* One stylesheet per page instead of ten (one of which ``@import``s another), in the
+  book's theme (other themes keep their own links): each is render-blocking, and on
+  HTTP/1.1, as Lighthouse measures locally, the chain cost half a second of first paint. The theme's and the page's stylesheets are concatenated, in
   order, into ``_static/styles/bundle-<hash>.css`` (``@import`` inlined, ``url()``
   rebased); ``icons.py`` trims it at the end of the build. No library: a bundler
   (lightningcss) would also minify, but the sheets are minified already, and it would
@@ -97,7 +97,7 @@ PENDING = "/* bundle of: "  # + JSON list of sheets, until build-finished
 UNTRIMMED = "/* bundle: icons not trimmed yet */\n"  # icons.py replaces this line
 IMPORT = re.compile(r"""@import\s+(?:url\()?["']?([^"')]+)["']?\)?\s*;""")
 RELATIVE_URL = re.compile(r"""url\((["']?)(?!data:|https?:|/|#)([^"')]+)\1\)""")
-_written: dict[tuple[int, tuple[str, ...]], str] = {}  # (process, sheets) -> bundle
+_written: dict[tuple[int, str, tuple[str, ...]], str] = {}  # (process, outdir, sheets) -> bundle
 
 
 def css_text(file: Path, bundle_dir: Path) -> str:
@@ -121,7 +121,7 @@ def bundle(outdir: Path, sheets: tuple[str, ...]) -> str:
     bundle's name now and the file holds the list of its sheets until ``write_bundles``
     (build-finished) concatenates them. The name depends on every sheet's content (or,
     for one not written yet, on its name, which then carries a content hash itself)."""
-    key = (os.getpid(), sheets)
+    key = (os.getpid(), str(outdir), sheets)  # one process may build several sites
     if key not in _written:
         digest = hashlib.sha256()
         for name in sheets:
@@ -164,7 +164,7 @@ def select_assets(app: Sphinx, pagename: str, templatename: str, context: dict, 
     """html-page-context, after every other handler: the page's scripts and stylesheets."""
     context["icon_font_preloads"] = [f"{ICON_FONT_DIR}/{name}.subset.woff" for name in ICON_FONTS]
     css = context.get("css_files")
-    if css is not None:
+    if css is not None and app.config.html_theme in THEMES:  # layout.html links the bundle
         css = [c for c in css if _name(c) not in DROPPED_CSS]
         outdir = Path(app.outdir)
         local = [str(c.filename) for c in css if "://" not in str(c.filename)]
