@@ -305,7 +305,13 @@ def test_the_chapter_does_not_shift_as_it_loads(site, browser, viewport):
     """A first visit on a slow phone (no theme chosen yet, CPU slowed down as Lighthouse
     does) and on a laptop: nothing on the page moves while it loads, the figures included
     (CLS 0). The icon fonts are held back until the page has painted, as on a slow network:
-    whether they came in time used to depend on the machine's load."""
+    whether they came in time used to depend on the machine's load.
+
+    "Nothing" is what Lighthouse reports as CLS 0 (three decimals), and no single shift
+    above 1e-4: on a busy machine Chromium sometimes lays out an inline formula with a
+    provisional ex-height and corrects it a moment later, shifts of at most 7.9e-5 (a line
+    of text moving 3 px) that no reader sees. The late icon font moved the phone's header
+    by 2.2e-3, the laptop's header and search field by about 2e-4."""
     options = TOUCH if viewport == "phone" else dict(viewport=LAPTOP)
     context = browser.new_context(**options)
     try:
@@ -327,7 +333,9 @@ def test_the_chapter_does_not_shift_as_it_loads(site, browser, viewport):
             route.continue_()
         page.wait_for_load_state("load")
         page.wait_for_timeout(1000)
-        assert page.evaluate("window.loadShifts") == []
+        shifts = page.evaluate("window.loadShifts")
+        assert all(value < 1e-4 for value, *_ in shifts), shifts
+        assert sum(value for value, *_ in shifts) < 5e-4, shifts
     finally:
         context.close()
 
