@@ -349,6 +349,41 @@ def test_laptop_layout(site, visit, page):
     check_laptop_layout(page, v.page.evaluate(LAPTOP_LAYOUT))
 
 
+ICON_BOXES = """() => [...document.querySelectorAll('.btn, .btn i, .btn span')]
+  .filter((e) => e.getClientRects().length)
+  .map((e) => { const r = e.getBoundingClientRect();
+    return [e.className, r.x, r.y, r.width, r.height].join(' '); })"""
+
+
+@pytest.mark.parametrize("viewport", [PHONE, LAPTOP], ids=["phone", "laptop"])
+def test_icons_keep_their_place_when_the_font_arrives(site, browser, viewport):
+    """The buttons (the bar above the article, the sidebar's search field) are laid out
+    the same before the icon fonts arrive and after: a slow network cannot shift them.
+    The fonts are held back until the page has painted."""
+    context = browser.new_context(viewport=viewport)
+    try:
+        page = context.new_page()
+        fonts = []
+        page.route("**/*.woff", lambda route: fonts.append(route))
+        page.goto(site.url(CHAPTERS[0]), wait_until="domcontentloaded")
+        page.evaluate(
+            "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+        )
+        assert fonts, "the page asks for its icon fonts"
+        before = page.evaluate(ICON_BOXES)
+        for route in fonts:
+            route.continue_()
+        page.wait_for_load_state("load")
+        page.evaluate("() => document.fonts.ready")
+        assert page.evaluate("() => document.fonts.check('900 1em \"Font Awesome 6 Free\"')")
+        after = page.evaluate(ICON_BOXES)
+        assert len(before) > 5
+        moved = [(b, a) for b, a in zip(before, after) if b != a]
+        assert not moved and len(before) == len(after), f"moved when the icon font came: {moved}"
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("mode", ["light", "dark"])
 @pytest.mark.parametrize("page", PAGES)
 def test_accessibility(site, visit, page, mode):
