@@ -255,6 +255,19 @@ def test_other_themes_keep_their_own_stylesheets(tmp_path):
     assert "bundle-" not in page and re.search(r'href="_static/basic\.css', page), page[:2000]
 
 
+def test_first_paint_waits_for_the_article_bar(themed):
+    """The page is render-blocked until the element after the bar of buttons above the
+    article is parsed (a half-parsed bar shifted as its buttons came): the element the
+    link names exists, once, after the bar."""
+    page = themed.page("maths")
+    expect = re.search(r'<link rel="expect" href="#([\w-]+)" blocking="render" />', page)
+    assert expect, "the page says which element to wait for"
+    target = f'id="{expect.group(1)}"'
+    assert page.count(target) == 1, f"{target}: the element to wait for is not on the page"
+    assert page.index("header-article-items__end") < page.index(target)
+    assert page.index(expect.group(0)) < page.index("<body"), "in <head>"
+
+
 def test_only_pages_with_a_figure_load_its_script(themed):
     """byhand-figures.js (chapter 2's interactive figures) loads, deferred, on a page with a
     figure, and nowhere else: not on a page that mentions the attribute in its text."""
