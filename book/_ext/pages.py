@@ -18,9 +18,10 @@
   ``byhand-figures.js``; no other page does.
 * One stylesheet per page instead of ten (one of which ``@import``s another), in the
   book's theme (other themes keep their own links): each is render-blocking, and on
-  HTTP/1.1, as Lighthouse measures locally, the chain cost half a second of first paint. The theme's and the page's stylesheets are concatenated, in
-  order, into ``_static/styles/bundle-<hash>.css`` (``@import`` inlined, ``url()``
-  rebased); ``icons.py`` trims it at the end of the build. No library: a bundler
+  HTTP/1.1, as Lighthouse measures locally, the chain cost half a second of first paint.
+  The theme's and the page's stylesheets are concatenated, in order, into
+  ``_static/styles/bundle-<hash>.css`` (``@import`` inlined, ``url()`` rebased);
+  ``icons.py`` trims it at the end of the build. No library: a bundler
   (lightningcss) would also minify, but the sheets are minified already, and it would
   add a dependency for a concatenation.
 * Folded code cells: the summary reads "Show code cell source", and nothing else names
