@@ -349,6 +349,18 @@ def test_laptop_layout(site, visit, page):
     check_laptop_layout(page, v.page.evaluate(LAPTOP_LAYOUT))
 
 
+def paint_with_fonts_held(page, url: str) -> list:
+    """Open ``url`` with the icon fonts held back until the page has painted (two frames
+    after DOMContentLoaded), as on a slow network. Returns the held requests: the caller
+    lets them through with ``route.continue_()``."""
+    fonts = []
+    page.route("**/*.woff", lambda route: fonts.append(route))
+    page.goto(url, wait_until="domcontentloaded")
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    assert fonts, "the page asks for its icon fonts before it has painted"
+    return fonts
+
+
 ICON_BOXES = """() => [...document.querySelectorAll('.btn, .btn i, .btn span')]
   .filter((e) => e.getClientRects().length)
   .map((e) => { const r = e.getBoundingClientRect();
@@ -363,13 +375,7 @@ def test_icons_keep_their_place_when_the_font_arrives(site, browser, viewport):
     context = browser.new_context(viewport=viewport)
     try:
         page = context.new_page()
-        fonts = []
-        page.route("**/*.woff", lambda route: fonts.append(route))
-        page.goto(site.url(CHAPTERS[0]), wait_until="domcontentloaded")
-        page.evaluate(
-            "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
-        )
-        assert fonts, "the page asks for its icon fonts"
+        fonts = paint_with_fonts_held(page, site.url(CHAPTERS[0]))
         before = page.evaluate(ICON_BOXES)
         for route in fonts:
             route.continue_()

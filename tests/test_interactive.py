@@ -20,6 +20,7 @@ from test_browser import (  # noqa: F401  (fixtures)
     PAGES,
     PHONE,
     browser,
+    paint_with_fonts_held,
     shared_context,
     site,
     visit,
@@ -319,13 +320,7 @@ def test_the_chapter_does_not_shift_as_it_loads(site, browser):
             "...l.getEntries().map((e) => [e.value, ...e.sources.map((s) => s.node && "
             "(s.node.className || s.node.nodeName))]))).observe({type: 'layout-shift', buffered: true});"
         )
-        fonts = []
-        page.route("**/*.woff", lambda route: fonts.append(route))
-        page.goto(site.url(PAGE), wait_until="domcontentloaded")
-        page.evaluate(
-            "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
-        )
-        assert fonts, "the page asks for its icon fonts before it has painted"
+        fonts = paint_with_fonts_held(page, site.url(PAGE))
         for route in fonts:
             route.continue_()
         page.wait_for_load_state("load")
