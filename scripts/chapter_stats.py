@@ -11,6 +11,16 @@
   not counted), and **hidden code**: the lines of the other cells;
 * **minutes**: main words at 200 words a minute, plus visible code at 15 lines a minute.
 
+With ``--html _build/html`` (after ``make book``) it also reads each built page and prints
+what a reader meets there:
+
+* **rendered words**: words of the article as rendered, outside folds, counting code,
+  outputs, tables and the badge. A fold is any collapsed ``<details>``: a dropdown, a
+  hidden cell, a check's "How close?". Each formula counts as one word;
+* **footnotes**: notes repeated under outputs (a check's "How close?" note) and real
+  footnotes;
+* **traceback lines**: lines of error output the page shows, folded or not.
+
 The figures are for people (the second-edition goal: each chapter's main line readable
 in about 15 minutes); no test asserts them.
 """
@@ -23,6 +33,7 @@ import sys
 from pathlib import Path
 
 import jupytext
+from bs4 import BeautifulSoup
 
 import project
 from guard import toc_documents
@@ -119,28 +130,75 @@ def page_stats(path: Path) -> dict[str, float]:
     }
 
 
+def rendered_stats(page: Path) -> dict[str, int]:
+    """What a reader meets on one built page (see the module's docstring)."""
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    article = soup.find("article")
+    if article is None:
+        raise SystemExit(f"{page}: no <article> element; is this a page of the book?")
+    traceback = sum(
+        len(t.get_text().strip().splitlines()) for t in article.select(".output.traceback")
+    )
+    footnotes = len(article.select(".grad-check details p")) + len(
+        article.select(".footnote, aside.footnote")
+    )
+    for math in article.select(".math, mjx-container"):
+        math.replace_with(" formula ")
+    for fold in article.find_all("details"):
+        fold.decompose()
+    for hidden in article.select(".headerlink, .visually-hidden, .sr-only"):
+        hidden.decompose()
+    words = len(WORD.findall(article.get_text(" ")))
+    return {"rendered": words, "footnotes": footnotes, "traceback": traceback}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument(
+        "--html", type=Path, help="a built site (_build/html): also count what its pages show"
+    )
     args = parser.parse_args(argv)
     docs = toc_documents(args.root / "_toc.yml")
     rows = [(doc, page_stats(args.root / f"{doc}.md")) for doc in docs]
+    if args.html:
+        for doc, s in rows:
+            built = args.html / f"{doc}.html"
+            if not built.exists():
+                raise SystemExit(f"{built}: not built; run make book first")
+            s.update(rendered_stats(built))
     width = max(len(doc) for doc, _ in rows) + 2
-    head = f"{'page':<{width}} {'main words':>10} {'folded words':>12} {'visible code':>12} {'hidden code':>11} {'minutes':>7}"
+    columns = [
+        ("main", "main words", 10),
+        ("folded", "folded words", 12),
+        ("visible", "visible code", 12),
+        ("hidden", "hidden code", 11),
+        ("minutes", "minutes", 7),
+    ]
+    if args.html:
+        columns += [
+            ("rendered", "rendered words", 14),
+            ("footnotes", "footnotes", 9),
+            ("traceback", "traceback lines", 15),
+        ]
+
+    def line(label: str, s: dict) -> str:
+        cells = [
+            f"{s[key]:>{w}.0f}" if key == "minutes" else f"{int(s[key]):>{w},}"
+            for key, _, w in columns
+        ]
+        return f"{label:<{width}} " + " ".join(cells)
+
+    head = f"{'page':<{width}} " + " ".join(f"{title:>{w}}" for _, title, w in columns)
     print(head)
     print("-" * len(head))
     totals = dict.fromkeys(rows[0][1], 0.0)
     for doc, s in rows:
-        print(
-            f"{doc:<{width}} {s['main']:>10,} {s['folded']:>12,} {s['visible']:>12,} {s['hidden']:>11,} {s['minutes']:>7.0f}"
-        )
+        print(line(doc, s))
         for key in totals:
             totals[key] += s[key]
     print("-" * len(head))
-    t = totals
-    print(
-        f"{'total':<{width}} {int(t['main']):>10,} {int(t['folded']):>12,} {int(t['visible']):>12,} {int(t['hidden']):>11,} {t['minutes']:>7.0f}"
-    )
+    print(line("total", totals))
     return 0
 
 
