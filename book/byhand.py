@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import html
+import linecache
 import os
 import random
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -54,8 +56,49 @@ __all__ = [
 _chapter: str | None = None
 
 
-class GradientMismatch(AssertionError):
+class _ReadersError(AssertionError):
+    """What a failing check raises. In Jupyter, Colab and the book, it shows the line of the
+    reader's cell that raised and the message, without byhand's frames or file paths:
+    IPython calls ``_render_traceback_`` when an exception has one (its documented hook)
+    and still records an ``error`` output with ``ename`` and ``evalue``. Plain Python
+    prints the usual traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [*_readers_lines(self.__traceback__), f"{type(self).__name__}: {self}"]
+
+
+def _readers_lines(tb) -> list[str]:
+    """Each frame of the reader's code, between IPython's and byhand's (frames that set
+    ``__tracebackhide__``, IPython's mark): where, as IPython names a cell, and the line."""
+    frames = []
+    for frame, line in traceback.walk_tb(tb):
+        hide = frame.f_locals.get("__tracebackhide__")
+        if hide == "__ipython_bottom__":  # IPython running the cell: the reader's code is next
+            frames = []
+        elif hide:
+            break
+        else:
+            frames.append((frame.f_code.co_filename, line))
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    name = getattr(getattr(shell, "compile", None), "format_code_name", lambda file: None)
+    cells = [(file, line) for file, line in frames if name(file)]
+    lines = []
+    for file, line in cells or frames[-1:]:
+        where = " ".join(name(file)) if name(file) else f"File {os.path.basename(file)}"
+        lines += [
+            f"{where}, line {line}",
+            f"----> {line} {linecache.getline(file, line).strip()}",
+            "",
+        ]
+    return lines
+
+
+class GradientMismatch(_ReadersError):
     """A manual gradient differs from its reference (normally autograd's)."""
+
+
+class FalseClaim(_ReadersError):
+    """A sentence of the book about how PyTorch (or the maths) behaves is false."""
 
 
 def start_chapter(title: str, seed: int = 0, dtype: torch.dtype = torch.float64) -> None:
@@ -240,6 +283,7 @@ def compare(
     (``rtol=atol=1e-7`` for float64). Raises :class:`GradientMismatch` naming the
     chapter, the quantity, its shape, and the largest difference with its index.
     """
+    __tracebackhide__ = True  # the reader's traceback stops above byhand's frames
     if not pairs:
         raise ValueError("check() needs at least one {name: (manual, reference)} pair")
     rows = []
@@ -273,7 +317,7 @@ def _show(report) -> None:
 
 def check(pairs: Pairs, **kwargs) -> None:
     """:func:`compare`, then show the table under the cell."""
-    __tracebackhide__ = True  # IPython leaves this frame out of the reader's traceback
+    __tracebackhide__ = True
     _show(compare(pairs, **kwargs))
 
 
@@ -486,10 +530,6 @@ def fd_check(
             _record("fd_check", [name], "finite differences"),
         )
     )
-
-
-class FalseClaim(AssertionError):
-    """A sentence of the book about how PyTorch (or the maths) behaves is false."""
 
 
 def claim(statement: str, holds: object) -> None:

@@ -518,3 +518,97 @@ def test_fd_check_next_to_a_relu_kink_is_neither_flaky_nor_blind(distance, capsy
 def test_fd_check_refuses_options_that_would_weaken_it(options):
     with pytest.raises(ValueError, match="factor 1.001|weaken"):
         fd_check(_relu_mse_layer(1.001), _layer_inputs(), "x", **options)
+
+
+# --- what a failing check shows in Jupyter, Colab and the book -------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# an absolute path (/home/..., /tmp/..., C:\...), not a quantity's name such as dL/dW
+PATH = re.compile(r"(?<![\w/])/(?:[\w.+-]+/)+[\w.+-]*|[A-Za-z]:\\")
+
+SHOWN = {  # cell source -> (the line that raises, its number in the cell)
+    "W_g = 2 * W.detach()  # dL/dW, (3, 2)\ncheck({'dL/dW': (W_g * 3, W.grad)})": 2,
+    "claim('one is two', 1 == 2)": 1,
+    "fd_check(Wrong.apply, [torch.randn(3, requires_grad=True)], 'Wrong')": 1,
+    "x = 1\n\nverify()": 3,  # a check inside a function from an earlier cell
+    "grads = {'dL/dX': (X.grad, X.grad), 'dL/dW': (W.grad * 2, W.grad)}\n"
+    "paths_figure(X, W, None, X @ W, grads)": 2,
+}
+SETUP = """
+import torch
+from byhand import check, claim, compare, fd_check, start_chapter
+from figures import paths_figure
+start_chapter("9 · Shown")
+X = torch.randn(4, 3, requires_grad=True)  # (N, n_in)
+W = torch.randn(3, 2, requires_grad=True)  # (n_in, n_out)
+(X @ W).sum().backward()
+
+
+class Wrong(torch.autograd.Function):
+    forward = staticmethod(lambda ctx, x: x**2)
+    backward = staticmethod(lambda ctx, g: g)
+
+
+def verify():
+    check({"dL/dW": (W.grad.t(), W.grad)})
+"""
+
+
+@pytest.fixture(scope="module")
+def shown():
+    """Each failing call of SHOWN run by a real Jupyter kernel (nbclient), with its error
+    output: ``[(source, output)]``."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from project import ROOT
+
+    cells = [SETUP, *SHOWN]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata.kernelspec = {"name": "python3", "display_name": "Python 3"}
+    NotebookClient(
+        notebook,
+        timeout=120,
+        allow_errors=True,
+        resources={"metadata": {"path": str(ROOT / "book")}},
+    ).execute()
+    assert not [o for o in notebook.cells[0].outputs if o.output_type == "error"]
+    errors = [[o for o in c.outputs if o.output_type == "error"] for c in notebook.cells[1:]]
+    assert all(len(e) == 1 for e in errors), errors
+    return [(source, e[0]) for source, e in zip(SHOWN, errors)]
+
+
+@pytest.mark.parametrize("case", range(len(SHOWN)))
+def test_a_failing_check_shows_the_readers_line_and_the_message_only(shown, case):
+    from guard_run import error_line
+
+    source, output = shown[case]
+    text = ANSI.sub("", "\n".join(output.traceback))
+    assert output.ename in ("GradientMismatch", "FalseClaim")
+    assert text.endswith(f"{output.ename}: {output.evalue}"), "the message comes last, whole"
+    # the reader's line, with its number in the cell: where it failed
+    number = SHOWN[source]
+    line = source.splitlines()[number - 1]
+    assert re.search(rf"Cell In\[\d+\], line {number}\n----> {number} {re.escape(line)}\n", text)
+    # nothing of byhand's, of IPython's or of the machine that ran it
+    before = text[: text.rindex(f"{output.ename}: ")]
+    for unwanted in ("byhand", "figures", "File ", "site-packages", "Traceback", "compare("):
+        assert unwanted not in before, f"{unwanted!r} in what the reader sees:\n{text}"
+    assert not PATH.search(text), f"a file path in what the reader sees:\n{text}"
+    # the build's failure summary and the runner read the same error line as before
+    assert error_line(text) == f"{output.ename}: {output.evalue.splitlines()[0]}"
+
+
+def test_a_check_inside_a_function_shows_both_cells(shown):
+    text = ANSI.sub("", "\n".join(shown[3][1].traceback))
+    calls = re.findall(r"Cell In\[\d+\], line (\d+)\n----> \1 (.*)\n", text)
+    assert [call for _, call in calls] == ["verify()", 'check({"dL/dW": (W.grad.t(), W.grad)})']
+
+
+def test_plain_python_shows_the_usual_traceback():
+    import traceback
+
+    with pytest.raises(GradientMismatch) as info:
+        check({"g": (torch.zeros(1), torch.ones(1))})
+    shown = "".join(traceback.format_exception(info.value))
+    assert "byhand.py" in shown and "in compare" in shown
