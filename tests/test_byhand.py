@@ -69,14 +69,31 @@ def test_report_shows_one_tick_line_per_quantity_with_details_folded():
     assert html.index("</ul>") < html.index("<details>"), "the numbers come after the ticks"
 
 
-def test_a_check_given_its_own_tolerance_names_it_instead_of_rounding():
+def test_a_tolerance_other_than_the_default_is_on_the_tick_line():
     one = torch.tensor(1.0, dtype=torch.float64)
     report = compare({"dL": (one, one + 1e-5)}, rtol=1e-4, atol=0)
-    assert "(within rtol 1e-04, atol 0)" in str(report) and "rounding" not in str(report)
-    html = report._repr_html_()
-    assert "tolerance it was given (rtol 1e-04, atol 0)" in html and "another order" not in html
+    assert str(report).startswith("✓ dL () matches autograd within rtol 1e-04, atol 0   ")
+    line = re.search(r"<li>(.*?)</li>", report._repr_html_()).group(1)
+    assert line.endswith("matches autograd within rtol 1e-04, atol 0")
     default = compare({"dL": (one, one + 1e-12)})
-    assert "(rounding)" in str(default) and "another order" in default._repr_html_()
+    assert "within" not in str(default) and "within" not in default._repr_html_()
+
+
+def test_the_fold_shows_only_the_numbers():
+    """The explanation of what "close" means is written once, on the intro page."""
+    one = torch.tensor(1.0, dtype=torch.float64)
+    for report in (
+        compare({"dL": (one, one + 1e-12), "same": (one, one)}),
+        compare({"dL": (one, one + 1e-5)}, rtol=1e-4, atol=0),
+    ):
+        fold = re.search(r"<details>(.*)</details>", report._repr_html_()).group(1)
+        cells = re.findall(r"<td>(.*?)</td>", fold)
+        details = cells[1::2]
+        assert all(
+            re.fullmatch(r"largest difference \d\.\de-\d\d|identical, bit for bit", d)
+            for d in details
+        ), details
+        assert "<p>" not in fold and "rounding" not in fold and "order" not in fold
 
 
 def test_report_carries_a_machine_readable_record():
