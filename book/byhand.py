@@ -313,13 +313,19 @@ def check(pairs: Pairs, **kwargs) -> None:
 
 
 # fd_check's float64 defaults. gradcheck's own (eps 1e-6, atol 1e-5, rtol 1e-3) let a
-# backward that is off by a factor 1.001 pass. A central difference with step eps errs by
-# about eps**2 * f''' / 6 (truncation: ~1e-12 here) plus about 1e-16 * |f| / eps (rounding:
-# ~1e-10 |f|), so a float64 Jacobian entry is good to ~1e-9 for the book's functions. rtol
-# 1e-5 and atol 1e-7 leave a margin of 100 over that, and make a 1e-3 error 100 times too
-# large to pass. eps stays at 1e-6, near the step where the two errors balance.
+# backward that is off by a factor 1.001 pass, and so does any absolute atol once the
+# gradients are small enough (with gradients around 1e-5, atol 1e-7 is 1 %). So an entry of
+# the Jacobian passes within rtol of itself plus atol times the Jacobian's largest entry
+# (its scale): the same test at every scale. A central difference with step eps errs by
+# about eps**2 * f''' / 6 (truncation: ~1e-12 of the scale here) plus about
+# 1e-16 * |f| / eps (rounding: ~1e-10 |f|), so for the book's functions an entry is good to
+# ~1e-9 of the scale. rtol 1e-5 and atol 1e-7 leave a margin of 100 over that, and make an
+# error of 1e-3 of the largest entry (a backward off by a factor 1.001) 100 times too large
+# to pass. eps stays at 1e-6, near the step where the two errors balance. (A function whose
+# values are over a thousand times its largest derivative can fail with a right backward:
+# its rounding is that large. The check then fails loudly; it cannot pass because of it.)
 FD_EPS = 1e-6
-FD_ATOL = 1e-7
+FD_ATOL = 1e-7  # times the Jacobian's largest entry
 FD_RTOL = 1e-5
 # The loosest tolerances a page may ask for: a factor 1.001 must still fail.
 FD_LOOSEST = {"eps": 1e-4, "atol": 1e-6, "rtol": 1e-4}
@@ -359,32 +365,38 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> torch.
     return (a - b).abs() <= atol + rtol * b.abs()
 
 
-def _kinks(fn, inputs, eps: float, atol: float, rtol: float) -> dict[int, torch.Tensor]:
-    """Input elements with a kink (a ReLU input at 0, an abs, a max) within ``eps``.
+def _kinks(fn, inputs, eps: float, atol: float, rtol: float):
+    """The Jacobian's scale (its largest entry, from central differences), and the input
+    elements with a kink (a ReLU input at 0, an abs, a max) within ``eps``.
 
     There a central difference straddles the kink and averages two slopes, so it agrees
     with no backward, right or wrong. On a smooth function the slope from the right and
     the slope from the left, each extrapolated to a zero step from steps eps and eps/2
     (Richardson), agree to about eps², and so do the central differences with steps eps
     and eps/2; across a kink one pair or the other differs by about the jump in slope.
-    Returns ``{input index: mask of those elements}``; usually empty (an element lies
-    that close to a kink with a probability of about eps).
+    Returns ``(scale, {input index: mask of those elements})``; the dict is usually empty
+    (an element lies that close to a kink with a probability of about eps).
     """
     base = _outputs(fn, _copies(inputs)).detach()
-    found = {}
+    steps = (eps, eps / 2, -eps, -eps / 2)
+    slopes = []  # for each input: (4 steps, its elements, outputs)
     for i, t in enumerate(inputs):
-        mask = torch.zeros(t.numel(), dtype=torch.bool)
-        for k in range(t.numel()):
-            up, up2, down, down2 = (
-                _slope(fn, inputs, base, i, k, h) for h in (eps, eps / 2, -eps, -eps / 2)
-            )
-            smooth = _close(2 * up2 - up, 2 * down2 - down, atol, rtol) & _close(
-                (up + down) / 2, (up2 + down2) / 2, atol, rtol
-            )
-            mask[k] = not bool(smooth.all())
+        columns = [
+            torch.stack([_slope(fn, inputs, base, i, k, h) for h in steps])
+            for k in range(t.numel())
+        ]
+        slopes.append(torch.stack(columns, 1) if columns else base.new_zeros(4, 0, base.numel()))
+    central = torch.cat([((s[0] + s[2]) / 2).reshape(-1) for s in slopes])
+    scale = float(central.abs().max()) if central.numel() else 0.0
+    found = {}
+    for i, (up, up2, down, down2) in enumerate(slopes):
+        smooth = _close(2 * up2 - up, 2 * down2 - down, atol * scale, rtol) & _close(
+            (up + down) / 2, (up2 + down2) / 2, atol * scale, rtol
+        )
+        mask = ~smooth.all(-1)
         if mask.any():
-            found[i] = mask.reshape(t.shape)
-    return found
+            found[i] = mask.reshape(inputs[i].shape)
+    return scale, found
 
 
 def _kink_problems(fn, inputs, kinks, eps: float, atol: float, rtol: float) -> list[str]:
@@ -440,11 +452,13 @@ def fd_check(
 
     ``fn``'s backward (autograd's, or yours inside a ``torch.autograd.Function``)
     is compared with numerical derivatives. Inputs must be float64 and require grad.
-    The tolerances are tight enough that a backward off by a factor 1.001 fails
-    (:data:`FD_ATOL`, :data:`FD_RTOL`); a page may loosen them no further than
-    :data:`FD_LOOSEST`, and may pass gradcheck only options that add checks. An input
-    element within ``eps`` of a kink (a ReLU input near 0) is compared with the one-sided
-    difference on its own side of the kink, so the check neither fails nor passes by luck.
+    An entry of the Jacobian passes within ``rtol`` of the numerical value plus ``atol``
+    times the Jacobian's largest entry, so a backward off by a factor 1.001 fails at any
+    scale of the gradients (:data:`FD_ATOL`, :data:`FD_RTOL`); a page may loosen them no
+    further than :data:`FD_LOOSEST`, and may pass gradcheck only options that add checks.
+    An input element within ``eps`` of a kink (a ReLU input near 0) is compared with the
+    one-sided difference on its own side of the kink, so the check neither fails nor
+    passes by luck.
     """
     __tracebackhide__ = True
     for i, t in enumerate(inputs):
@@ -467,7 +481,8 @@ def fd_check(
                 "would weaken the check or hide its failure"
             )
     inputs = tuple(inputs)
-    kinks = _kinks(fn, inputs, eps, atol, rtol)
+    scale, kinks = _kinks(fn, inputs, eps, atol, rtol)
+    atol = atol * scale  # relative to the Jacobian's largest entry: the same at every scale
     checked_fn, checked_inputs = fn, inputs
     if kinks:
         # gradcheck the elements away from kinks; those next to one are held still here

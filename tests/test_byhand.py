@@ -471,8 +471,9 @@ def test_einsum_backward_names_what_it_does_not_support(spec, shapes, grad_shape
 from torch.autograd.gradcheck import GradcheckError  # noqa: E402
 
 
-def _relu_mse_layer(factor: float):
-    """mse(relu(X @ W + b), T) with a hand-written backward, scaled by ``factor``."""
+def _relu_mse_layer(factor: float, scale: float = 1.0):
+    """``scale`` times mse(relu(X @ W + b), T), with a hand-written backward that is right
+    for ``factor`` 1 and off by ``factor`` otherwise."""
     T = torch.linspace(-1, 1, 8).reshape(4, 2)
 
     class Layer(torch.autograd.Function):
@@ -480,12 +481,12 @@ def _relu_mse_layer(factor: float):
         def forward(ctx, X, W, b):
             Y = X @ W + b
             ctx.save_for_backward(X, W, Y)
-            return ((torch.relu(Y) - T) ** 2).mean()
+            return scale * ((torch.relu(Y) - T) ** 2).mean()
 
         @staticmethod
         def backward(ctx, L_g):
             X, W, Y = ctx.saved_tensors
-            G = 2 * (torch.relu(Y) - T) / Y.numel() * (Y > 0) * L_g * factor
+            G = scale * 2 * (torch.relu(Y) - T) / Y.numel() * (Y > 0) * L_g * factor
             return G @ W.t(), X.t() @ G, G.sum(0)
 
     return Layer.apply
@@ -518,6 +519,30 @@ def test_fd_check_next_to_a_relu_kink_is_neither_flaky_nor_blind(distance, capsy
     assert "of a kink checked one-sided" in capsys.readouterr().out
     with pytest.raises(GradientMismatch):
         fd_check(_relu_mse_layer(1.001), inputs, "x1.001")
+
+
+@pytest.mark.parametrize(
+    "scale, distance",
+    [(10.0**k, None) for k in range(-8, 9)]  # every power of ten from 1e-8 to 1e8
+    + [(10.0**k, d) for k in (-8, -4, 0, 4, 8) for d in (0.0, 3e-7)],  # next to a kink
+)
+def test_fd_check_keeps_its_promise_at_every_scale(scale, distance, capsys):
+    """Gradients from 1e-9 to 1e7: a right backward passes and one off by a factor 1.001
+    fails, at every scale (an absolute atol lets the factor through below about 1e-4)."""
+    inputs = _layer_inputs(distance)
+    fd_check(_relu_mse_layer(1.0, scale), inputs, "exact")
+    assert "✓ exact" in capsys.readouterr().out
+    with pytest.raises(GradientMismatch, match="fails the finite-difference check"):
+        fd_check(_relu_mse_layer(1.001, scale), inputs, "x1.001")
+
+
+def test_an_absolute_tolerance_lets_small_gradients_through():
+    """The hole the relative tolerance closes: gradcheck with fd_check's old absolute
+    atol passes a backward off by a factor 1.001 when the gradients are about 1e-5."""
+    inputs = _layer_inputs()
+    assert torch.autograd.gradcheck(_relu_mse_layer(1.001, 1e-4), inputs, atol=1e-7, rtol=1e-5)
+    with pytest.raises(GradientMismatch):
+        fd_check(_relu_mse_layer(1.001, 1e-4), inputs, "x1.001")
 
 
 @pytest.mark.parametrize(
