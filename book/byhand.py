@@ -8,7 +8,8 @@ file and torch. What it offers:
   generators and makes float64 the default dtype, so every chapter starts alike.
 * :func:`check` compares named manual gradients with autograd's. On success it shows one
   ✓ line per quantity under the cell; on a mismatch it raises :class:`GradientMismatch`,
-  which fails the book's build. :func:`compare` does the same without showing anything.
+  which fails the book's build, and :func:`diagnose` adds what the mismatch looks like
+  (a constant factor, a transpose, ...). :func:`compare` checks without showing anything.
 * :func:`fd_check` runs :func:`torch.autograd.gradcheck` (finite differences) as a
   second, independent witness.
 * :func:`claim` asserts a sentence of the prose about how PyTorch behaves; it raises
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import itertools
 import linecache
 import os
 import random
@@ -45,6 +47,7 @@ __all__ = [
     "check",
     "claim",
     "compare",
+    "diagnose",
     "einsum_backward",
     "fd_check",
     "Measurement",
@@ -65,32 +68,6 @@ class _ReadersError(AssertionError):
 
     def _render_traceback_(self) -> list[str]:
         return [*_readers_lines(self.__traceback__), f"{type(self).__name__}: {self}"]
-
-
-def _readers_lines(tb) -> list[str]:
-    """Each frame of the reader's code, between IPython's and byhand's (frames that set
-    ``__tracebackhide__``, IPython's mark): where, as IPython names a cell, and the line."""
-    frames = []
-    for frame, line in traceback.walk_tb(tb):
-        hide = frame.f_locals.get("__tracebackhide__")
-        if hide == "__ipython_bottom__":  # IPython running the cell: the reader's code is next
-            frames = []
-        elif hide:
-            break
-        else:
-            frames.append((frame.f_code.co_filename, line))
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    name = getattr(getattr(shell, "compile", None), "format_code_name", lambda file: None)
-    cells = [(file, line) for file, line in frames if name(file)]
-    lines = []
-    for file, line in cells or frames[-1:]:
-        where = " ".join(name(file)) if name(file) else f"File {os.path.basename(file)}"
-        lines += [
-            f"{where}, line {line}",
-            f"----> {line} {linecache.getline(file, line).strip()}",
-            "",
-        ]
-    return lines
 
 
 class GradientMismatch(_ReadersError):
@@ -118,6 +95,9 @@ def start_chapter(title: str, seed: int = 0, dtype: torch.dtype = torch.float64)
 def _where(chapter: str | None) -> str:
     chapter = chapter or _chapter
     return f"[{chapter}] " if chapter else ""
+
+
+# --- check and compare: manual gradients against autograd --------------------------------
 
 
 @dataclass(frozen=True)
@@ -281,8 +261,10 @@ def compare(
     for name, (manual, ref) in pairs.items():
         row = _mismatch(name, manual, ref, rtol, atol, reference)
         if isinstance(row, str):
-            # The message names the chapter, the quantity and the difference.
-            raise GradientMismatch(_where(chapter) + row)
+            # The message names the chapter, the quantity and the difference, and ends
+            # with what the mismatch looks like when it has a pattern.
+            looks = diagnose(manual, ref, reference)
+            raise GradientMismatch(_where(chapter) + row + (f"\n{looks}" if looks else ""))
         rows.append(row)
     # assert_close takes both tolerances or neither. Only its default is small enough
     # that a difference within it is rounding; a wider one must be named.
@@ -311,6 +293,126 @@ def check(pairs: Pairs, **kwargs) -> None:
     __tracebackhide__ = True
     _show(compare(pairs, **kwargs))
 
+
+# --- what a mismatch looks like ----------------------------------------------------------
+
+
+def diagnose(manual, reference, label: str = "autograd") -> str | None:
+    """What a mismatch looks like, in one line, or None when it has no pattern known here.
+
+    The patterns, tried in turn on the whole tensor: a constant factor (a sign flip is the
+    factor −1); a match except where one side is exactly 0 (a mask); axes in another order
+    (a transpose); an axis summed or not summed (a missing ``keepdim``). The line says
+    "looks like": other mistakes can leave the same pattern. None for a match, for tensors
+    of different dtypes and for values that are not finite: no pattern, no guess.
+    """
+    if not (isinstance(manual, torch.Tensor) and isinstance(reference, torch.Tensor)):
+        return None
+    m, r = manual.detach(), reference.detach()
+    if (
+        m.dtype != r.dtype
+        or not m.is_floating_point()
+        or not (m.isfinite().all() and r.isfinite().all())
+    ):
+        return None
+    tol = torch.finfo(m.dtype).eps ** (2 / 3)  # 2/3 of the dtype's digits: above rounding
+    m, r = m.double(), r.double()
+    if _same(m, r, tol):
+        return None
+    for pattern in (_factor, _mask, _axes, _sums):
+        found = pattern(m, r, label, tol)
+        if found:
+            return "looks like " + found
+    return None
+
+
+def _same(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
+    """``a`` equals ``b`` to ``tol`` of itself plus ``tol`` of ``b``'s largest value."""
+    scale = float(b.abs().max()) if b.numel() else 0.0
+    return a.shape == b.shape and bool(torch.isclose(a, b, rtol=tol, atol=tol * scale).all())
+
+
+def _whole(c: float, tol: float) -> str | None:
+    """``c`` written as ``3``, ``1/4`` or ``−2`` when it is one of those, else None."""
+    for value, text in ((abs(c), "{}"), (1 / abs(c), "1/{}")):
+        if 1 <= round(value) <= 10_000 and abs(value - round(value)) <= tol * value:
+            return ("−" if c < 0 else "") + text.format(round(value))
+    return None
+
+
+def _factor(m, r, label, tol):
+    if m.shape != r.shape or not r.any():
+        return None
+    s = r.abs().max()  # scaled to 1 first, so that no square underflows or overflows
+    c = float((m / s * r / s).sum() / (r / s).square().sum())  # the best c in m ≈ c r
+    if c == 0 or not _same(m, c * r, tol):
+        return None
+    whole = _whole(c, tol)
+    if r.count_nonzero() < 2 and not whole:
+        return None  # one number is some factor times any other: name only a whole one
+    if whole == "−1":
+        return f"a sign flip: manual = −{label} everywhere"
+    near_1 = f"(1 {'+' if c > 1 else '−'} {abs(c - 1):.2g})"  # 1.00001 is not "1"
+    text = whole or (near_1 if f"{c:.4g}" == "1" else f"{c:.4g}".replace("-", "−", 1))
+    k = int(whole.strip("−").removeprefix("1/")) if whole else 0
+    dims = [str(d) for d, size in enumerate(r.shape) if size == k > 1]
+    why = (
+        f" ({k} is the size of dimension{'s' * (len(dims) > 1)} {' and '.join(dims)})"
+        if dims
+        else f" ({k} is the number of elements)"
+        if k == r.numel() > 1
+        else ""
+    )
+    return f"a constant factor: manual = {text} × {label} everywhere{why}"
+
+
+def _mask(m, r, label, tol):
+    if m.shape != r.shape:
+        return None
+    off = ~torch.isclose(m, r, rtol=tol, atol=tol * float(r.abs().max()))
+    if not ((m[off] == 0) | (r[off] == 0)).all() or not m[~off].any():
+        return None  # off where neither is 0, or nothing but zeros agrees
+    where = (
+        f"{label}'s is 0 and manual's is not"
+        if (r[off] == 0).all()
+        else f"manual's is 0 and {label}'s is not"
+        if (m[off] == 0).all()
+        else "one is 0 and the other is not"
+    )
+    return f"a mask: manual matches {label} except at {int(off.sum())} of {off.numel()} elements, where {where}"
+
+
+def _axes(m, r, label, tol):
+    if m.dim() != r.dim() or not 2 <= m.dim() <= 5:
+        return None
+    for order in itertools.permutations(range(m.dim())):
+        if order != tuple(range(m.dim())) and _same(m.permute(order), r, tol):
+            if m.dim() == 2:
+                return f"a transpose: manual.T matches {label}"
+            return f"axes in another order: manual.permute{order} matches {label}"
+    return None
+
+
+def _sums(m, r, label, tol):
+    for d in range(m.dim()):  # manual has an axis too many, or at more than size 1
+        if m.dim() == r.dim() + 1 and _same(m.sum(d), r, tol):
+            return f"an axis left unsummed: manual.sum({d}) matches {label}"
+        kept = m.dim() == r.dim() and r.shape[d] == 1 < m.shape[d]
+        if kept and _same(m.sum(d, keepdim=True), r, tol):
+            return f"an axis left unsummed: manual.sum({d}, keepdim=True) matches {label}"
+    for d in range(r.dim()):  # manual lacks an axis, or has it at size 1
+        if m.dim() + 1 == r.dim() and r.shape[d] == 1 and _same(m.unsqueeze(d), r, tol):
+            return f"a missing keepdim=True: manual.unsqueeze({d}) matches {label}"
+        keep = m.dim() == r.dim()
+        summed = m.dim() + 1 == r.dim() or (keep and m.shape[d] == 1 < r.shape[d])
+        if summed and _same(r.sum(d, keepdim=keep), m, tol):
+            return (
+                f"a sum over an axis {label} keeps: {label}'s, summed over axis {d}, matches manual"
+            )
+    return None
+
+
+# --- finite differences ------------------------------------------------------------------
 
 # fd_check's float64 defaults. gradcheck's own (eps 1e-6, atol 1e-5, rtol 1e-3) let a
 # backward that is off by a factor 1.001 pass, and so does any absolute atol once the
@@ -538,6 +640,9 @@ def fd_check(
     )
 
 
+# --- claims about how PyTorch behaves ----------------------------------------------------
+
+
 def claim(statement: str, holds: object) -> None:
     """Assert a sentence of the prose: ``claim("relu's gradient at 0 is 0", u0.grad[0] == 0)``.
 
@@ -582,6 +687,9 @@ class _Shown:
             f'aria-hidden="true">{mark}</span> {html.escape(rest)}</li></ul></div>'
         )
         return {"text/plain": self.text, "text/html": html_text}, {RECORD_KEY: self.record}
+
+
+# --- small tools: the broadcasting sum, a time and a peak memory, the index-swap rule ----
 
 
 def unbroadcast(grad: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -755,3 +863,32 @@ def _einsum_terms(
             f"{where}: grad has shape {tuple(grad.shape)}, but the output has shape {shape}"
         )
     return terms, out, sizes
+
+
+# --- how a failing check shows in IPython (Jupyter, Colab, the book) ---------------------
+
+
+def _readers_lines(tb) -> list[str]:
+    """Each frame of the reader's code, between IPython's and byhand's (frames that set
+    ``__tracebackhide__``, IPython's mark): where, as IPython names a cell, and the line."""
+    frames = []
+    for frame, line in traceback.walk_tb(tb):
+        hide = frame.f_locals.get("__tracebackhide__")
+        if hide == "__ipython_bottom__":  # IPython running the cell: the reader's code is next
+            frames = []
+        elif hide:
+            break
+        else:
+            frames.append((frame.f_code.co_filename, line))
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    name = getattr(getattr(shell, "compile", None), "format_code_name", lambda file: None)
+    cells = [(file, line) for file, line in frames if name(file)]
+    lines = []
+    for file, line in cells or frames[-1:]:
+        where = " ".join(name(file)) if name(file) else f"File {os.path.basename(file)}"
+        lines += [
+            f"{where}, line {line}",
+            f"----> {line} {linecache.getline(file, line).strip()}",
+            "",
+        ]
+    return lines

@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import byhand
@@ -569,7 +569,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PATH = re.compile(r"(?<![\w/])/(?:[\w.+-]+/)+[\w.+-]*|[A-Za-z]:\\")
 
 SHOWN = {  # cell source -> (the line that raises, its number in the cell)
-    "W_g = 2 * W.detach()  # dL/dW, (3, 2)\ncheck({'dL/dW': (W_g * 3, W.grad)})": 2,
+    "W_g = X.t() @ torch.ones(4, 2)  # dL/dW, (3, 2)\ncheck({'dL/dW': (W_g * 3, W.grad)})": 2,
     "claim('one is two', 1 == 2)": 1,
     "fd_check(Wrong.apply, [torch.randn(3, requires_grad=True)], 'Wrong')": 1,
     "x = 1\n\nverify()": 3,  # a check inside a function from an earlier cell
@@ -641,6 +641,14 @@ def test_a_failing_check_shows_the_readers_line_and_the_message_only(shown, case
     assert error_line(text) == f"{output.ename}: {output.evalue.splitlines()[0]}"
 
 
+def test_the_diagnosis_is_the_last_line_the_reader_sees(shown):
+    text = ANSI.sub("", "\n".join(shown[0][1].traceback))  # 3 times W's gradient, (3, 2)
+    assert text.splitlines()[-1] == (
+        "looks like a constant factor: manual = 3 × autograd everywhere "
+        "(3 is the size of dimension 0)"
+    )
+
+
 def test_a_check_inside_a_function_shows_both_cells(shown):
     text = ANSI.sub("", "\n".join(shown[3][1].traceback))
     calls = re.findall(r"Cell In\[\d+\], line (\d+)\n----> \1 (.*)\n", text)
@@ -654,3 +662,96 @@ def test_plain_python_shows_the_usual_traceback():
         check({"g": (torch.zeros(1), torch.ones(1))})
     shown = "".join(traceback.format_exception(info.value))
     assert "byhand.py" in shown and "in compare" in shown
+
+
+# --- diagnose: what a failing check's mismatch looks like (issue 19 §2) ------------------
+
+import bench_diagnosis  # noqa: E402  (scripts/: the mistakes, made one way for tests and bench)
+from byhand import diagnose  # noqa: E402
+
+SCALES = st.integers(-8, 8).map(lambda k: 10.0**k)
+DTYPES = st.sampled_from([torch.float64, torch.float32])
+SHAPES = st.lists(st.integers(1, 5), min_size=0, max_size=3).map(tuple)
+
+
+@st.composite
+def mistakes(draw, kind: str):
+    """(manual, reference), the manual gradient made from the reference by one mistake of
+    class ``kind`` (bench_diagnosis.example), across shapes, values, scales and dtypes."""
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
+    made = bench_diagnosis.example(kind, draw(SHAPES), gen, draw(SCALES), draw(DTYPES))
+    assume(made is not None)
+    return made
+
+
+@pytest.mark.parametrize("kind", [k for k in bench_diagnosis.CLASSES if k != "none"])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_the_diagnosis_names_the_mistake(kind, data):
+    manual, reference = data.draw(mistakes(kind))
+    if kind == "factor" and reference.count_nonzero() < 2:
+        # one number is some factor times any other: only a whole factor (2, 1/3) is named
+        assume(float(manual / reference) in (2.0, 0.5, 3.0))
+    found = diagnose(manual, reference)
+    assert bench_diagnosis.named(found) == kind, found
+    assert found.startswith("looks like ") and "\n" not in found and len(found) <= 120, found
+
+
+@settings(max_examples=300, deadline=None)
+@given(wrong=mistakes("none"))
+def test_no_diagnosis_for_a_wrong_gradient_without_a_pattern(wrong):
+    assert diagnose(*wrong) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=SHAPES, seed=st.integers(0, 2**32 - 1), scale=SCALES)
+def test_no_diagnosis_for_a_passing_check(shape, seed, scale):
+    """The same sums added in another order pass their check: nothing to diagnose."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(4, *shape, generator=gen, dtype=torch.float64) * scale
+    manual, reference = X.flip(0).cumsum(0)[-1], X.sum(0)
+    compare({"g": (manual, reference)}, rtol=1e-7, atol=1e-7 * scale)
+    assert diagnose(manual, reference) is None
+
+
+@pytest.mark.parametrize(
+    "manual, reference, expected",
+    [
+        (lambda H, G: 2 * H / 4, lambda H, G: 2 * H / 12, "a constant factor: manual = 3 × autograd everywhere (3 is the size of dimension 1)"),
+        (lambda H, G: 2 * H, lambda H, G: 2 * H / 12, "manual = 12 × autograd everywhere (12 is the number of elements)"),
+        (lambda H, G: H.mean(0), lambda H, G: H.sum(0), "manual = 1/4 × autograd everywhere"),
+        (lambda H, G: H * 1.001, lambda H, G: H, "manual = 1.001 × autograd everywhere"),
+        (lambda H, G: -H, lambda H, G: H, "a sign flip: manual = −autograd everywhere"),
+        (lambda H, G: H, lambda H, G: H.sum(0), "an axis left unsummed: manual.sum(0) matches autograd"),
+        (lambda H, G: H, lambda H, G: H.sum(0, keepdim=True), "manual.sum(0, keepdim=True) matches"),
+        (lambda H, G: H.sum(0), lambda H, G: H.sum(0, keepdim=True), "a missing keepdim=True: manual.unsqueeze(0) matches autograd"),
+        (lambda H, G: H.sum(0), lambda H, G: H, "a sum over an axis autograd keeps: autograd's, summed over axis 0, matches manual"),
+        (lambda H, G: H.t(), lambda H, G: H, "a transpose: manual.T matches autograd"),
+        (lambda H, G: H.reshape(2, 2, 3).permute(2, 0, 1), lambda H, G: H.reshape(2, 2, 3), "axes in another order: manual.permute(1, 2, 0) matches autograd"),
+        (lambda H, G: G * (H >= 0), lambda H, G: G * (H > 0), "a mask: manual matches autograd except at 1 of 12 elements, where autograd's is 0 and manual's is not"),
+        (lambda H, G: G * (H > 0), lambda H, G: G * (H >= 0), "where manual's is 0 and autograd's is not"),
+        (lambda H, G: G, lambda H, G: G * 0, None),  # autograd's all 0: no pattern to lean on
+        (lambda H, G: H @ G.t() @ H, lambda H, G: H, None),  # another formula
+    ],
+)  # fmt: skip
+def test_each_diagnosis_says_what_it_saw(manual, reference, expected):
+    gen = torch.Generator().manual_seed(0)
+    H, G = (torch.randn(4, 3, generator=gen, dtype=torch.float64) for _ in range(2))
+    H[0, 1] = 0.0  # an input at the kink
+    found = diagnose(manual(H, G), reference(H, G))
+    assert found == expected if expected is None else expected in found, found
+
+
+def test_a_failing_check_ends_with_its_diagnosis():
+    manual, auto = grads()
+    with pytest.raises(GradientMismatch) as info:
+        compare({"dL/dW": (-manual, auto)})
+    assert str(info.value).endswith("\nlooks like a sign flip: manual = −autograd everywhere")
+    with pytest.raises(GradientMismatch) as info:
+        compare({"dL/dW": (manual.t(), auto)}, reference="X.t() @ G")
+    message = str(info.value)
+    assert "shape (2, 3) but X.t() @ G's has shape (3, 2)" in message
+    assert message.endswith("\nlooks like a transpose: manual.T matches X.t() @ G")
+    with pytest.raises(GradientMismatch) as info:  # no pattern: no guess
+        compare({"dL/dW": (manual + torch.randn(3, 2), auto)})
+    assert "looks like" not in str(info.value)
