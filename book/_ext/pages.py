@@ -58,6 +58,9 @@ INLINED_JS = "documentation_options.js"
 # loaded by the pages that have one, and only by them.
 FIGURE_MARK = "data-byhand-figure"
 FIGURE_JS = "_static/byhand-figures.js"
+# The whole book as one PDF (scripts/build_pdf.py writes it at the site's root, after the
+# HTML build): linked from every page's download menu.
+BOOK_PDF = "backprop-by-hand.pdf"
 
 
 THEMES = ("sphinx_book_theme", "pydata_sphinx_theme")  # what the templates override
@@ -161,8 +164,27 @@ def write_bundles(app: Sphinx, exception: Exception | None) -> None:
         path.write_text(UNTRIMMED + body, encoding="utf-8")
 
 
+def link_book_pdf(context: dict) -> None:
+    """The download menu offers the whole book as one PDF (BOOK_PDF) beside the page's own
+    files. A plain link, which no check fetches: a build without ``make pdf`` has the link
+    and not the file (tests/test_pdf.py checks it resolves once the PDF is built)."""
+    for group in context.get("header_buttons") or []:
+        if group.get("label") == "download-buttons":
+            group["buttons"].append(
+                {
+                    "type": "link",
+                    "url": context["pathto"](BOOK_PDF, 1),
+                    "text": "book .pdf",
+                    "tooltip": "The whole book as one PDF",
+                    "icon": "fas fa-book",
+                    "label": "download-book-pdf-button",
+                }
+            )
+
+
 def select_assets(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
     """html-page-context, after every other handler: the page's scripts and stylesheets."""
+    link_book_pdf(context)
     context["icon_font_preloads"] = [f"{ICON_FONT_DIR}/{name}.subset.woff" for name in ICON_FONTS]
     css = context.get("css_files")
     if css is not None and app.config.html_theme in THEMES:  # layout.html links the bundle
