@@ -33,6 +33,15 @@ window.bookPdf = (() => {
   function prepare({ parts, site, commit }) {
     document.documentElement.dataset.theme = "light";
     document.documentElement.dataset.mode = "light";
+    // The site's print rules are for printing one page from a browser (the cheat sheet's
+    // fit it on one side of A4): book_pdf.css is this book's print stylesheet instead.
+    for (const sheet of document.styleSheets) {
+      if (sheet.ownerNode?.id === "book-pdf-css") continue;
+      const rules = sheet.cssRules;
+      for (let i = rules.length - 1; i >= 0; i--) {
+        if (rules[i] instanceof CSSMediaRule && /\bprint\b/.test(rules[i].media.mediaText)) sheet.deleteRule(i);
+      }
+    }
     const article = document.querySelector("article.bd-article");
     const badge = article.querySelector("p.byhand-badge .byhand-badge-meta");
     // Each page of the TOC: the section right after Sphinx's marker <span id="document-...">.

@@ -66,6 +66,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 ONE_PAGE = "book.html"
 # Prints until the contents' page numbers are those of the print itself (usually two).
 PRINTS = 4
+# A 3 MB page, laid out and printed several times: minutes on a busy machine.
+TIMEOUT_MS = 600_000
 PAPER = {"format": "A4", "margin": {"top": "0", "bottom": "0", "left": "0", "right": "0"}}
 
 
@@ -164,8 +166,12 @@ def print_book(html: Path, parts: list[dict], out: Path, facts: dict) -> dict:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(**found.launch_options(), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 794, "height": 1123})
+            page.set_default_timeout(TIMEOUT_MS)
+            # No script of the site runs: the figures print in their first state, and no
+            # handler (the theme's beforeprint) changes the page between two prints.
+            page.route("**/*.js*", lambda route: route.abort())
             page.goto(f"http://127.0.0.1:{server.server_address[1]}/{ONE_PAGE}")
-            page.add_style_tag(path=str(CSS))
+            page.add_style_tag(path=str(CSS)).evaluate("(s) => { s.id = 'book-pdf-css'; }")
             page.add_script_tag(path=str(JS))
             report = page.evaluate("(b) => window.bookPdf.prepare(b)", {"parts": parts, **facts})
             page.emulate_media(media="print")
