@@ -185,6 +185,7 @@ def link_book_pdf(context: dict) -> None:
 
 # --- images: their size known before they load, and fetched when the reader gets near ------
 IMG_TAG = re.compile(r"<img\b[^>]*>")
+FIRST_SCREEN = 3000  # characters of a page's body: its title, badge and first paragraph
 SVG_SIZE = re.compile(r"<svg\b[^>]*?\bwidth=\"([\d.]+)(?:px)?\"[^>]*?\bheight=\"([\d.]+)(?:px)?\"")
 SVG_VIEWBOX = re.compile(r"<svg\b[^>]*?\bviewBox=\"[\d.-]+[ ,]+[\d.-]+[ ,]+([\d.]+)[ ,]+([\d.]+)\"")
 
@@ -207,18 +208,18 @@ def image_size(path: Path) -> tuple[int, int] | None:
 
 def size_images(app: Sphinx, pagename: str, context: dict) -> None:
     """Each image of the page's body gets its intrinsic ``width`` and ``height`` (the
-    browser reserves its box before it loads: nothing shifts), and all but the first
-    ``loading="lazy"``: a plot far down a chapter is fetched when the reader scrolls near
-    it, not with the page (chapter 2's three plots were 115 KB of its first load)."""
+    browser reserves its box before it loads: nothing shifts), and ``loading="lazy"``
+    unless it starts the page (within its first FIRST_SCREEN characters, where it may be
+    the largest thing a reader sees first): a plot further down is fetched when the reader
+    scrolls near it, not with the page (chapter 2's three plots were 115 KB of its first
+    load)."""
     body = context.get("body")
     images = getattr(app.builder, "images", None)
     if not body or not images or "<img" not in body:
         return
     by_name = {name: Path(app.srcdir, source) for source, name in images.items()}
-    first = True
 
     def fix(match: re.Match) -> str:
-        nonlocal first
         tag = match.group(0)
         src = re.search(r'\ssrc="([^"]+)"', tag)
         source = by_name.get(Path(src.group(1)).name) if src else None
@@ -228,9 +229,8 @@ def size_images(app: Sphinx, pagename: str, context: dict) -> None:
         extra = ""
         if " width=" not in tag and " height=" not in tag:
             extra += f' width="{size[0]}" height="{size[1]}"'
-        if not first and " loading=" not in tag:
+        if match.start() > FIRST_SCREEN and " loading=" not in tag:
             extra += ' loading="lazy" decoding="async"'
-        first = False
         return re.sub(r"\s*/?>$", lambda end: extra + end.group(0), tag, count=1)
 
     context["body"] = IMG_TAG.sub(fix, body)
