@@ -197,5 +197,24 @@ window.bookPdf = (() => {
     await document.fonts.ready;
   }
 
-  return { prepare, number, settle };
+  // What would be clipped or scaled down on paper: any box of the book whose content is
+  // wider than the box (a code line that does not wrap), or that reaches past the text's
+  // right edge. The page is laid out at the paper's text width when this runs.
+  function overflowing() {
+    const book = document.querySelector("main.pdf-book") || document.body;
+    const right = book.getBoundingClientRect().right + 1;
+    const found = [];
+    for (const e of [book, ...book.querySelectorAll("*")]) {
+      if (e.closest("svg, mjx-assistive-mml") && e.tagName !== "svg") continue;
+      const style = getComputedStyle(e);
+      if (style.display === "none" || style.display === "inline") continue;
+      const wide = e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0;
+      if (wide || e.getBoundingClientRect().right > right) {
+        found.push(`${e.tagName.toLowerCase()}.${[...e.classList].join(".")}: ${e.textContent.trim().slice(0, 80)}`);
+      }
+    }
+    return found;
+  }
+
+  return { prepare, number, settle, overflowing };
 })();

@@ -64,6 +64,9 @@ CSS = HERE / "book_pdf.css"
 JS = HERE / "book_pdf.js"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 ONE_PAGE = "book.html"
+# A4's width less book_pdf.css's margins (17 mm each side), in CSS pixels: the layout
+# width of the printed text, where the overflow check runs.
+TEXT_WIDTH = {"width": round((210 - 2 * 17) / 25.4 * 96), "height": 1000}
 # Prints until the contents' page numbers are those of the print itself (usually two).
 PRINTS = 4
 # A 3 MB page, laid out and printed several times: minutes on a busy machine.
@@ -175,7 +178,14 @@ def print_book(html: Path, parts: list[dict], out: Path, facts: dict) -> dict:
             page.add_script_tag(path=str(JS))
             report = page.evaluate("(b) => window.bookPdf.prepare(b)", {"parts": parts, **facts})
             page.emulate_media(media="print")
+            page.set_viewport_size(TEXT_WIDTH)
             page.evaluate("() => window.bookPdf.settle()")
+            clipped = page.evaluate("() => window.bookPdf.overflowing()")
+            if clipped:
+                raise PdfError(
+                    f"{len(clipped)} boxes are wider than the page's text (Chromium would clip "
+                    "or shrink them):\n  " + "\n  ".join(clipped[:20])
+                )
             numbers: dict[str, int] = {}
             for _ in range(PRINTS):
                 page.pdf(path=str(out), outline=True, tagged=True, **PAPER)

@@ -223,8 +223,7 @@ def test_the_site_links_the_pdf(built_pdf):
 
 # --- the checks see what they look for -------------------------------------------------------
 @pytest.fixture(scope="module")
-def print_html(tmp_path_factory):
-    """``print_html(body, css)``: a small page printed by Chromium, as the book is."""
+def chromium():
     need_tools()
     from test_browser import CHROMIUM_ARGS
 
@@ -235,28 +234,46 @@ def print_html(tmp_path_factory):
         found = find_browser()
     except BrowserNotFound as error:
         pytest.skip(str(error))
-    folder = tmp_path_factory.mktemp("print")
     with playwright.sync_playwright() as pw:
-        chromium = pw.chromium.launch(**found.launch_options(), args=CHROMIUM_ARGS)
-
-        def print_(body: str, css: str = "") -> Path:
-            page = chromium.new_page()
-            page.set_content(f"<style>@page {{ size: A4; margin: 17mm }} {css}</style>{body}")
-            out = folder / f"page-{len(list(folder.iterdir()))}.pdf"
-            page.pdf(path=str(out))
-            page.close()
-            return out
-
-        yield print_
-        chromium.close()
+        browser = pw.chromium.launch(**found.launch_options(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
-def test_a_clipped_code_line_is_found(print_html):
-    line = "W_g = X.t() @ G  # " + "a comment that runs on and on past the edge of the paper " * 3
-    pdf = print_html(f"<pre>{line}</pre>", "pre { white-space: pre; }")
-    assert words_past(pdf, MARGIN)
-    wrapped = print_html(f"<pre>{line}</pre>", "pre { white-space: pre-wrap; }")
-    assert not words_past(wrapped, MARGIN)
+WIDE = "W_g = X.t() @ G  # " + "a comment that runs on and on past the edge of the paper " * 3
+
+
+def test_text_in_the_margin_is_found(chromium, tmp_path):
+    """Words in the margin are found (here a margin box's; Chromium scales a page down
+    rather than print its text past the margin, which the next test covers)."""
+    page = chromium.new_page()
+    for name, box in (("in", ""), ("out", '@right-middle { content: "words in the margin" }')):
+        page.set_content(
+            f"<style>@page {{ size: A4; margin: 17mm; {box} }} body {{ margin: 0 }}</style>"
+            f"<p>{WIDE}</p>"
+        )
+        page.pdf(path=str(tmp_path / f"{name}.pdf"))
+    page.close()
+    assert not words_past(tmp_path / "in.pdf", MARGIN)
+    assert words_past(tmp_path / "out.pdf", MARGIN)
+
+
+def test_a_code_line_that_would_be_clipped_stops_the_pdf(chromium):
+    """Chromium drops what a box clips and shrinks a page that is too wide, so the PDF
+    itself cannot show a clipped line: build_pdf.py asks book_pdf.js for every box wider
+    than the text before printing, and refuses to print if there is one."""
+    import build_pdf
+
+    page = chromium.new_page(viewport=build_pdf.TEXT_WIDTH)
+    try:
+        page.set_content(f'<main class="pdf-book"><pre style="overflow: auto">{WIDE}</pre></main>')
+        page.add_script_tag(path=str(build_pdf.JS))
+        page.emulate_media(media="print")
+        assert page.evaluate("() => window.bookPdf.overflowing()")
+        page.add_style_tag(path=str(build_pdf.CSS))
+        assert not page.evaluate("() => window.bookPdf.overflowing()")
+    finally:
+        page.close()
 
 
 def test_an_unembedded_font_is_found():
