@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         html = singlehtml(source, args.jobs)
         out = source / "_build" / "html" / BOOK_PDF
         out.parent.mkdir(parents=True, exist_ok=True)
-        report = print_book(html, parts, out, book_facts(source))
+        print_book(html, parts, out, book_facts(source))
     except PdfError as error:
         print(f"\nPDF FAILED: {error}", file=sys.stderr)
         return 1

@@ -405,10 +405,12 @@ def test_no_line_starts_with_punctuation(site, visit, page, viewport):
 
 @pytest.mark.parametrize("mode", ["light", "dark"])
 def test_how_close_in_a_fold_looks_as_elsewhere(site, visit, mode):
-    """"How close?" under a check inside a folded cell (the gallery's) is drawn as under any
+    """ "How close?" under a check inside a folded cell (the gallery's) is drawn as under any
     other check: the theme gave it the fold's own blue bar and link colour."""
     outside = visit(site.url(CHAPTERS[0]), color_scheme=mode, theme=mode, viewport=PHONE)
-    inside = visit(site.url("book/wrong-answers.html"), color_scheme=mode, theme=mode, viewport=PHONE)
+    inside = visit(
+        site.url("book/wrong-answers.html"), color_scheme=mode, theme=mode, viewport=PHONE
+    )
     style = """(inFold) => {
       const s = [...document.querySelectorAll('.grad-check summary')].find((x) => !!x.closest('details.hide') === inFold);
       if (!s) return null;

@@ -197,12 +197,17 @@ def test_folds_go_to_the_appendices_not_cut(built_pdf):
     site, pdf = built_pdf.build.html, built_pdf.pdf
     lines = page_text(pdf, 1, page_count(pdf))
     for fold in ("Show code cell source", "Show code cell content", "How close?", "Show solution"):
-        assert not re.search(rf"^\s*{re.escape(fold)}\s*$", lines, re.M), f"a fold {fold!r} is printed"
+        assert not re.search(rf"^\s*{re.escape(fold)}\s*$", lines, re.M), (
+            f"a fold {fold!r} is printed"
+        )
     text = flat(lines)
     further = []
     for doc in toc_docs():
         page = (site / f"{doc}.html").read_text(encoding="utf-8")
-        further += re.findall(r'<summary class="sd-summary-title[^"]*">\s*(?:<span[^>]*>)?\s*(Going further[^<]*)', page)
+        further += re.findall(
+            r'<summary class="sd-summary-title[^"]*">\s*(?:<span[^>]*>)?\s*(Going further[^<]*)',
+            page,
+        )
     appendix = text[text.rindex("Appendix A · Going further") :] if further else ""
     for title in further:
         name = flat(html.unescape(title)).split(":", 1)[-1].strip()

@@ -395,7 +395,13 @@ def test_flattened_formulas_draw_the_same_pixels(tmp_path):
     try:
         css = server.css()
         flat = server.render(FORMULAS)
-        nested = server.ask({"equations": [{"tex": t, "display": d} for t, d in FORMULAS], "cache": "page", "flatten": False})
+        nested = server.ask(
+            {
+                "equations": [{"tex": t, "display": d} for t, d in FORMULAS],
+                "cache": "page",
+                "flatten": False,
+            }
+        )
     finally:
         server.close()
     assert not flat["errors"] and not nested["errors"]
@@ -412,7 +418,9 @@ def test_flattened_formulas_draw_the_same_pixels(tmp_path):
             ))  # fmt: skip
             shots.append([page.locator(f"#f{i}").screenshot() for i in range(len(FORMULAS))])
         browser.close()
-    differ = [(tex, n) for (tex, _), a, b in zip(FORMULAS, *shots) if (n := pixels_apart(a, b)) > 24]
+    differ = [
+        (tex, n) for (tex, _), a, b in zip(FORMULAS, *shots) if (n := pixels_apart(a, b)) > 24
+    ]
     assert not differ, f"flattened formulas draw differently (formula, pixels): {differ}"
 
 
