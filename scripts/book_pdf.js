@@ -200,17 +200,22 @@ window.bookPdf = (() => {
   // What would be clipped or scaled down on paper: any box of the book whose content is
   // wider than the box (a code line that does not wrap), or that reaches past the text's
   // right edge. The page is laid out at the paper's text width when this runs.
+  const SLACK = 4; // px
   function overflowing() {
     const book = document.querySelector("main.pdf-book") || document.body;
-    const right = book.getBoundingClientRect().right + 1;
+    const right = book.getBoundingClientRect().right;
     const found = [];
     for (const e of [book, ...book.querySelectorAll("*")]) {
       if (e.closest("svg, mjx-assistive-mml") && e.tagName !== "svg") continue;
       const style = getComputedStyle(e);
-      if (style.display === "none" || style.display === "inline") continue;
-      const wide = e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0;
-      if (wide || e.getBoundingClientRect().right > right) {
-        found.push(`${e.tagName.toLowerCase()}.${[...e.classList].join(".")}: ${e.textContent.trim().slice(0, 80)}`);
+      // inline boxes (a formula, a code word) are measured by the line they sit in: a
+      // glyph's overhang past its own box is not text past the margin
+      if (style.display === "none" || style.display.startsWith("inline")) continue;
+      // a few pixels are a glyph's overhang past its formula's box (italic letters), not a
+      // clipped character (5 px and more in code)
+      const over = Math.max(e.scrollWidth - e.clientWidth, e.getBoundingClientRect().right - right);
+      if (e.clientWidth > 0 && over > SLACK) {
+        found.push(`${e.tagName.toLowerCase()}.${[...e.classList].join(".")} (${Math.round(over)} px): ${e.textContent.trim().slice(0, 80)}`);
       }
     }
     return found;
