@@ -267,8 +267,10 @@ def badge_text(count: Tally, when: datetime) -> str:
 def badge_html(count: Tally, when: datetime) -> str:
     text = badge_text(count, when)
     mark, what, torch_part, day = re.match(r"(✓) (.*) · (PyTorch .*) · (.*)$", text).groups()
+    # The version and the date on a line of their own (byhand.css), never a line that
+    # starts with "·" where a phone wraps the badge.
     return (
         f'<p class="byhand-badge"><span class="byhand-badge-mark" aria-hidden="true">{mark}</span> '
-        f'{escape(what)} <span class="byhand-badge-meta">· {escape(torch_part)} · '
+        f'{escape(what)} <span class="byhand-badge-meta">{escape(torch_part)}&nbsp;· '
         f'<time datetime="{when:%Y-%m-%d}">{escape(day)}</time></span></p>'
     )
