@@ -772,8 +772,7 @@ def test_run_time_doors_fail_the_build_without_W(tmp_path):
     ]
     assert len(records) == 2
     assert (
-        "✓</span> 2 gradients checked against autograd and 1 statement of the text asserted"
-        in html
+        "✓</span> 2 gradients checked against autograd and 1 statement of the text asserted" in html
     )
     assert sum(len(r["quantities"]) for r in records if r["kind"] == "check") == 2
     runs = json.loads((out / "execution.json").read_text())
