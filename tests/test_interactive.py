@@ -236,11 +236,11 @@ def check_sum_state(s, X, G, n):
     )
     assert s["label"] == "samples 0 to n added"
     if n == N - 1:
-        assert re.search(r"all \d+: this running sum is (exactly )?X\.t\(\) @ G", s["readout"]), s[
-            "readout"
-        ]
+        assert re.search(
+            r"all \d+: this running sum is ∂L/∂W, (exactly )?autograd's W\.grad", s["readout"]
+        ), s["readout"]
     else:
-        assert "this running sum is" not in s["readout"] and "not yet X.t() @ G" in s["readout"], s[
+        assert "this running sum is" not in s["readout"] and "not yet ∂L/∂W" in s["readout"], s[
             "readout"
         ]
 
@@ -386,9 +386,7 @@ def test_figures_read_without_javascript(site, visit):
         readout
     )
     assert page.locator(f"{PATHS} td.bh-sel").count() == 1
-    assert (
-        "this running sum is exactly X.t() @ G" in page.locator(f"{SUM} .bh-readout").text_content()
-    )
+    assert "this running sum is ∂L/∂W, " in page.locator(f"{SUM} .bh-readout").text_content()
     assert not page.locator(f"{SUM} input[type=range]").is_visible()
     assert not page.locator(f"{PATHS} .bh-hint").is_visible()
 
