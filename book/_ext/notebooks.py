@@ -53,6 +53,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urljoin
 
 import nbformat
 import yaml
@@ -158,6 +159,8 @@ def site_of(app: Sphinx) -> Site:
 
 # --- MyST to Markdown that Jupyter renders -------------------------------------------------
 
+# A relative address in inline HTML (<a href="../x.zip">): relative to the page on the site.
+HTML_LINK = re.compile(r'(\b(?:href|src)=")(?!https?:|#|mailto:|data:)([^"]+)"')
 ROLE_BEFORE = re.compile(r"\{([A-Za-z][\w:+.-]*)\}$")
 EXPLICIT = re.compile(r"^(.*?)\s*<([^<>]+)>$", re.S)
 
@@ -262,8 +265,10 @@ class Converter:
         if kind in ("fence", "colon_fence") and token.info.strip().startswith("{"):
             name, _, arg = token.info.strip()[1:].partition("}")
             return self.directive(name.strip(), arg.strip(), token.content, line)
-        if kind in ("fence", "code_block", "html_block", "math_block", "hr"):
+        if kind in ("fence", "code_block", "math_block", "hr"):
             return lines
+        if kind == "html_block":
+            return self.absolute("\n".join(lines)).split("\n")
         if kind == "math_block_label":  # $$ ... $$ (label): the label goes
             return ["$$", token.content.strip("\n"), "$$"]
         if kind == "amsmath":
@@ -272,7 +277,15 @@ class Converter:
             self.heading = int(token.tag[1])
         for t in inner:
             self.check_nested(t, first + t.map[0] if t.map else line)
-        return self.inline("\n".join(lines), inner, line).split("\n")
+        text = self.inline("\n".join(lines), inner, line)
+        if any(c.type == "html_inline" for t in inner for c in t.children or ()):
+            text = self.absolute(text)
+        return text.split("\n")
+
+    def absolute(self, html: str) -> str:
+        """Relative addresses in HTML (``<a href="../x.zip">``) as the site's, from the page."""
+        page = self.site.page(self.docname)
+        return HTML_LINK.sub(lambda m: f'{m.group(1)}{urljoin(page, m.group(2))}"', html)
 
     def check_nested(self, t, at: int) -> None:
         """What the block converter leaves alone must be plain Markdown."""
@@ -629,7 +642,7 @@ def raises(line, cell):
     """%%raises GradientMismatch: the cell is a wrong answer, shown failing as on the page.
     Its error is shown and "Run all" goes on; the cell fails if it does not raise that."""
     names = line.split() or ["GradientMismatch"]
-    result = get_ipython().run_cell(cell)
+    result = get_ipython().run_cell("\n" + cell)  # "\n": line numbers as the cell shows them
     error = result.error_before_exec or result.error_in_exec
     if type(error).__name__ not in names:
         raise AssertionError(f"this cell should fail with {' or '.join(names)}, as on the book's page")'''
@@ -821,7 +834,7 @@ book's site; offline you see their descriptions.
 
 def write_tree(app: Sphinx, exception: Exception | None) -> None:
     """build-finished: the reader's notebooks, the tree for the branch, the archive."""
-    if exception is not None or app.builder.format != "html":
+    if exception is not None or app.builder.name != "html":
         return
     outdir = Path(app.outdir)
     srcdir = Path(app.srcdir)
