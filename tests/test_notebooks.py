@@ -503,3 +503,30 @@ def test_binder_resolves_to_the_cpu_wheel(tmp_path):
     needs = chosen["torch"].get("requires_dist", [])
     cuda = [r for r in needs if r.lower().startswith(("nvidia", "triton", "cuda"))]
     assert needs and not cuda, f"Binder's torch would pull CUDA packages: {cuda}"
+
+
+def test_an_interactive_figure_offers_its_first_state_as_a_picture():
+    """A reader's notebook shows the figure's ``image/svg+xml``; the site its HTML."""
+    import torch
+
+    from byhand import start_chapter
+    from figures import paths_figure
+
+    start_chapter("test")
+    X = torch.randn(4, 3, requires_grad=True)  # (N, n_in)
+    W = torch.randn(3, 2, requires_grad=True)  # (n_in, n_out)
+    b = torch.randn(2, requires_grad=True)  # (n_out,)
+    Y = X @ W + b  # (N, n_out)
+    Y.retain_grad()
+    Y.pow(2).mean().backward()
+    G = Y.grad
+    grads = {
+        "dL/dX": (G @ W.t(), X.grad),
+        "dL/dW": (X.t() @ G, W.grad),
+        "dL/db": (G.sum(0), b.grad),
+    }
+    data, _ = paths_figure(X, W, b, G, grads=grads)._repr_mimebundle_()
+    svg = data["image/svg+xml"]
+    assert svg.startswith("<svg") and "<title>" in svg and 'fill="#ffffff"' in svg
+    biggest = f"{float((X.t() @ G).detach().abs().max()):.2f}"
+    assert biggest in svg.replace("\u2212", "-"), "the selected weight's gradient is shown"
