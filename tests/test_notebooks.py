@@ -273,6 +273,7 @@ def built(built_book):
     return built_book
 
 
+@pytest.mark.build
 @pytest.mark.parametrize("doc", PAGES)
 def test_each_notebook_runs_alone_and_its_exercises_judge(built, doc, tmp_path):
     name = notebooks.notebook_name(doc)
@@ -300,6 +301,7 @@ def test_each_notebook_runs_alone_and_its_exercises_judge(built, doc, tmp_path):
             assert (mine.ename, mine.evalue) == (theirs.ename, theirs.evalue)
 
 
+@pytest.mark.build
 def test_the_raises_magic_fails_a_cell_that_does_not_raise(tmp_path):
     nb = nbformat.v4.new_notebook(
         cells=[
@@ -339,6 +341,7 @@ def raw_myst(markdown: str) -> list[str]:
     return found
 
 
+@pytest.mark.build
 def test_no_raw_myst_and_no_visible_solution(built):
     for doc, nb in reader_notebooks(built).items():
         solutions = []
@@ -361,6 +364,7 @@ def test_raw_myst_is_found():
     assert not raw_myst("`{term}` is a role\n```\n:::\n```")
 
 
+@pytest.mark.build
 def test_the_first_code_cell_brings_this_builds_byhand(built):
     import hashlib
 
@@ -378,6 +382,7 @@ def site_file(built, url: str) -> Path:
     return built.html / urlsplit(url).path.removeprefix(urlsplit(SITE).path)
 
 
+@pytest.mark.build
 def test_every_link_and_picture_names_a_file_the_build_wrote(built):
     for doc, nb in reader_notebooks(built).items():
         text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
@@ -398,6 +403,7 @@ def header_links(page: Path) -> list[str]:
     return re.findall(r'href="([^"]+)"', page.read_text(encoding="utf-8"))
 
 
+@pytest.mark.build
 def test_launch_buttons_and_downloads_open_the_readers_notebook(built):
     tree = built.html / notebooks.OUT
     for doc in PAGES:
@@ -424,6 +430,7 @@ def test_launch_buttons_and_downloads_open_the_readers_notebook(built):
     assert len(without) == len(PAGES), "a page without code offers a launch button"
 
 
+@pytest.mark.build
 def test_the_tree_and_the_archive(built):
     tree = built.html / notebooks.OUT
     names = sorted(notebooks.notebook_name(d) for d in PAGES)
@@ -461,6 +468,7 @@ def test_binder_pins_what_the_book_pins():
     assert (ROOT / ".binder" / "runtime.txt").read_text().strip() == "python-3.11"
 
 
+@pytest.mark.build
 def test_binder_resolves_to_the_cpu_wheel(tmp_path):
     """pip's resolver, given Binder's file, picks torch's CPU build, whose dependencies name
     no CUDA package (the four packages alone: their own dependencies come from PyPI as

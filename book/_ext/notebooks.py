@@ -810,8 +810,9 @@ def notebook_name(docname: str) -> str:
     return f"{Path(docname).name}.ipynb"
 
 
-def readme(site: Site, names: list[str], torch_version: str) -> str:
-    listed = "\n".join(f"- `{n}`" for n in names)
+def readme(site: Site, names: dict[str, str], torch_version: str) -> str:
+    """The README of the tree and the archive; ``names``: {docname: notebook}, in TOC order."""
+    listed = "\n".join(f"- `{n}`: {site.titles.get(doc, doc)}" for doc, n in names.items())
     return f"""# Backprop by Hand: the notebooks
 
 Every page of [Backprop by Hand]({site.url}) that has code, as a Jupyter notebook that runs
@@ -877,7 +878,7 @@ def write_tree(app: Sphinx, exception: Exception | None) -> None:
             (tree / IMG / picture).write_bytes(data)
     import torch
 
-    text = readme(site, sorted(names.values()), torch.__version__.split("+")[0])
+    text = readme(site, names, torch.__version__.split("+")[0])
     (tree / "byhand.py").write_bytes(byhand)
     (tree / "README.md").write_text(text, encoding="utf-8")
     binder = srcdir / BINDER_DIR
