@@ -159,6 +159,11 @@ def run_setup(folder: Path, byhand: bytes = BYHAND, pythonpath: str = "") -> str
     return proc.stdout
 
 
+@pytest.mark.parametrize("glue, raises", [(False, False), (True, True)])
+def test_the_setup_cell_is_python(glue, raises):
+    ast.parse(notebooks.setup_source(BYHAND, glue=glue, raises=raises))
+
+
 def test_setup_writes_byhand_where_there_is_none(tmp_path):
     out = run_setup(tmp_path)
     assert (tmp_path / "byhand.py").read_bytes() == BYHAND
@@ -233,6 +238,25 @@ def error_of(cell) -> dict | None:
     return next((o for o in cell.get("outputs", []) if o.output_type == "error"), None)
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def shown_as(error) -> str:
+    """What a reader sees of an error output (colours aside; cell numbers differ)."""
+    return re.sub(r"In\[\d+\]", "In[ ]", ANSI.sub("", "\n".join(error.traceback)))
+
+
+def assert_readers_traceback(error, name: str) -> None:
+    """byhand's failing checks show the reader's line and the message: no byhand frame, no
+    file path (book/byhand.py's ``_render_traceback_``), in a reader's Jupyter too."""
+    text = shown_as(error)
+    assert f"{error.ename}: " in text, f"{name}: {text}"
+    before = text.split(f"{error.ename}: ")[0]
+    assert "byhand" not in before and not re.search(r"\.py\b", before), (
+        f"{name}: the traceback shows byhand's frames or a path:\n{text}"
+    )
+
+
 def run_as_a_reader(notebook_path: Path, tmp: Path) -> dict:
     """Run a reader's notebook as a reader would, in ``tmp/work`` (which holds nothing but
     the notebook): every cell in order, and before each exercise's solution, its check
@@ -288,6 +312,7 @@ def test_each_notebook_runs_alone_and_its_exercises_judge(built, doc, tmp_path):
     # each stub fails its check with the check's own error; each solution then passes
     for error in result["stub_errors"]:
         assert error and error.ename == "GradientMismatch", f"{name}: a stub's check gave {error}"
+        assert_readers_traceback(error, name)
     checks = [c for c in ran if "exercise-check" in c.metadata.get("tags", [])]
     assert len(result["stub_errors"]) == len(checks)
     assert not [c for c in checks if error_of(c)], f"{name}: a solution fails its check"
@@ -299,6 +324,11 @@ def test_each_notebook_runs_alone_and_its_exercises_judge(built, doc, tmp_path):
             mine, theirs = error_of(cell), shown[cell.source.split("\n", 1)[1]]
             assert mine and theirs, f"{name}: a demonstration did not fail"
             assert (mine.ename, mine.evalue) == (theirs.ename, theirs.evalue)
+            if mine.ename in ("GradientMismatch", "FalseClaim"):
+                assert_readers_traceback(mine, name)
+                assert shown_as(mine) == shown_as(theirs), (
+                    f"{name}: shown otherwise than on the page"
+                )
 
 
 @pytest.mark.build
@@ -420,7 +450,7 @@ def test_launch_buttons_and_downloads_open_the_readers_notebook(built):
         assert split.path == f"/v2/gh/{REPO}/{BRANCH}", binder
         assert parse_qs(split.query) == {"labpath": [name]}, binder
         assert (tree / name).is_file()
-        local = [h for h in links if h.endswith(f"{notebooks.OUT}/{name}")]
+        local = [h for h in links if h.endswith(f"{notebooks.OUT}/{name}") and "//" not in h]
         assert local and (page.parent / local[0]).resolve() == (tree / name).resolve()
         archive = [h for h in links if h.endswith(f"{notebooks.ARCHIVE}.zip")]
         assert archive and (page.parent / archive[0]).resolve().is_file()

@@ -632,7 +632,7 @@ def glue(name, value, display=True):
         )
     if raises:
         parts.append(
-            '''
+            r'''
 
 from IPython.core.magic import register_cell_magic
 
