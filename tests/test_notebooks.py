@@ -257,6 +257,18 @@ def assert_readers_traceback(error, name: str) -> None:
     )
 
 
+def run_extra(client: NotebookClient, nb, source: str, tags=()):
+    """Run a cell that is not the notebook's, in its kernel (nbclient stores an executed
+    cell at its index, so it runs at an index of its own, then leaves)."""
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)})
+    nb.cells.append(cell)
+    try:
+        client.execute_cell(cell, len(nb.cells) - 1)
+    finally:
+        nb.cells.pop()
+    return cell
+
+
 def run_as_a_reader(notebook_path: Path, tmp: Path) -> dict:
     """Run a reader's notebook as a reader would, in ``tmp/work`` (which holds nothing but
     the notebook): every cell in order, and before each exercise's solution, its check
@@ -270,8 +282,7 @@ def run_as_a_reader(notebook_path: Path, tmp: Path) -> dict:
     )
     stub_errors, path = [], None
     with client.setup_kernel(env=kernel_env(tmp), cwd=str(work)):
-        proof = nbformat.v4.new_code_cell(PROOF)
-        client.execute_cell(proof, 0)
+        proof = run_extra(client, nb, PROOF)
         path = "".join(o.get("text", "") for o in proof.outputs)
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
@@ -282,10 +293,7 @@ def run_as_a_reader(notebook_path: Path, tmp: Path) -> dict:
                     for c in nb.cells[index + 1 :]
                     if "exercise-check" in c.metadata.get("tags", [])
                 )
-                trial = nbformat.v4.new_code_cell(
-                    check.source, metadata={"tags": ["raises-exception"]}
-                )
-                client.execute_cell(trial, index)
+                trial = run_extra(client, nb, check.source, tags=["raises-exception"])
                 stub_errors.append(error_of(trial))
             client.execute_cell(cell, index)
     return {"notebook": nb, "stub_errors": stub_errors, "sys_path": path, "work": work}
