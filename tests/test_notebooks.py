@@ -193,35 +193,72 @@ def test_setup_uses_the_importable_byhand_when_it_is_the_same(tmp_path):
 
 # --- the built notebooks: a reader's runtime ------------------------------------------------
 
-# Installed in the kernel before anything runs (an IPython startup file): the modules a
-# reader's runtime does not have cannot be imported. byhand is in no folder on the kernel's
-# path (a clean temporary folder, no PYTHONPATH): the first cell proves both.
+# Installed in the kernel before anything runs (an IPython startup file): a reader's runtime
+# has the standard library, torch, numpy, matplotlib, scikit-learn and Jupyter's kernel, with
+# what they depend on, and nothing else; a module from any other package cannot be
+# imported (myst-nb, jupytext, the book's figures.py, ...). byhand is in no folder on the
+# kernel's path (a clean temporary folder, no PYTHONPATH): the first cell proves both.
+READER_PACKAGES = ("torch", "numpy", "matplotlib", "scikit-learn", "ipykernel")
 BLOCKER = """\
 import sys
 
+ALLOWED = {allowed!r}
+
 
 class ReaderRuntime:
-    \"\"\"A reader's Jupyter has torch, numpy, matplotlib and scikit-learn, and not these.\"\"\"
-
-    absent = ("myst_nb", "jupytext", "figures", "sphinx")
+    \"\"\"Only the standard library and the reader's packages (and byhand, once written).\"\"\"
 
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.absent:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names or top in ALLOWED or top.startswith("_"):
+            return None  # the usual finders look for it
+        raise ModuleNotFoundError(f"No module named {{name!r}} (not in a reader's runtime)", name=name)
 
 
 sys.meta_path.insert(0, ReaderRuntime())
 """
+
+
+def reader_modules() -> set[str]:
+    """The top-level modules of READER_PACKAGES and of everything they require."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = list(READER_PACKAGES)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.distribution(name).requires or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in requires:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return {"byhand"} | {
+        module
+        for module, dists in metadata.packages_distributions().items()
+        if any(canonicalize_name(d) in seen for d in dists)
+    }
+
+
 PROOF = """\
 import importlib.util, sys
 assert importlib.util.find_spec("byhand") is None, importlib.util.find_spec("byhand")
-for name in ("myst_nb", "jupytext", "figures"):
+for name in ("myst_nb", "jupytext", "figures", "sphinx", "nbclient", "pytest"):
     try:
         __import__(name)
     except ModuleNotFoundError:
         pass
     else:
         raise AssertionError(f"{name} can be imported")
+import torch, numpy, matplotlib, sklearn  # and these can
 print(sys.path)
 """
 
@@ -229,7 +266,7 @@ print(sys.path)
 def kernel_env(tmp: Path) -> dict:
     startup = tmp / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
-    (startup / "00-reader-runtime.py").write_text(BLOCKER)
+    (startup / "00-reader-runtime.py").write_text(BLOCKER.format(allowed=sorted(reader_modules())))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
     return {**env, "IPYTHONDIR": str(tmp / "ipython"), "MPLBACKEND": "agg"}
 
