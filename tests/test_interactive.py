@@ -281,6 +281,20 @@ SIZES = """() => {
 }"""
 
 
+@pytest.mark.parametrize("width", [320, 390])
+def test_figures_fit_a_small_phone(site, visit, width):
+    """Nothing in either figure runs past its box on a 320 px phone (the paths figure's
+    terms did, by 24 px), with every hidden alternative of its texts counted too."""
+    v = visit(site.url(PAGE), **{**TOUCH, "viewport": {"width": width, "height": 700}})
+    over = v.page.evaluate("""(sels) => sels.flatMap((sel) => {
+        const fig = document.querySelector(sel);
+        return [fig, ...fig.querySelectorAll('*')]
+          .filter((e) => getComputedStyle(e).display !== 'inline' && e.scrollWidth > e.clientWidth + 1)
+          .map((e) => `${sel} ${e.tagName.toLowerCase()}.${[...e.classList].join('.')}: ${e.scrollWidth} > ${e.clientWidth}`);
+      })""", [PATHS, SUM])  # fmt: skip
+    assert not over, f"at {width} px, the figures overflow: {over}"
+
+
 @pytest.mark.parametrize("device", ["laptop", "phone"])
 def test_no_layout_shift(site, visit, device):
     v = visit(site.url(PAGE), **(TOUCH if device == "phone" else {"own_context": True}))
