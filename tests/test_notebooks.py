@@ -195,33 +195,33 @@ def test_setup_uses_the_importable_byhand_when_it_is_the_same(tmp_path):
 # --- the built notebooks: a reader's runtime ------------------------------------------------
 
 # Installed in the kernel before anything runs (an IPython startup file): a reader's runtime
-# has the standard library, torch, numpy, matplotlib, scikit-learn and Jupyter's kernel, with
-# what they depend on, and nothing else; a module from any other package cannot be
-# imported (myst-nb, jupytext, the book's figures.py, ...). byhand is in no folder on the
-# kernel's path (a clean temporary folder, no PYTHONPATH): the first cell proves both.
+# has torch, numpy, matplotlib, scikit-learn and Jupyter's kernel, with what they depend on.
+# Every other package of this environment (myst-nb, jupytext, Sphinx, pytest, ...) cannot be
+# imported; a module no package here provides is left to the usual finders (libraries probe
+# optional ones). byhand is in no folder on the kernel's path (a clean temporary folder, no
+# PYTHONPATH): the first cell proves all three.
 READER_PACKAGES = ("torch", "numpy", "matplotlib", "scikit-learn", "ipykernel")
 BLOCKER = """\
 import sys
 
-ALLOWED = {allowed!r}
+ABSENT = {absent!r}
 
 
 class ReaderRuntime:
-    \"\"\"Only the standard library and the reader's packages (and byhand, once written).\"\"\"
+    \"\"\"The packages a reader's runtime does not have cannot be imported.\"\"\"
 
     def find_spec(self, name, path=None, target=None):
-        top = name.split(".")[0]
-        if top in sys.stdlib_module_names or top in ALLOWED or top.startswith("_"):
-            return None  # the usual finders look for it
-        raise ModuleNotFoundError(f"No module named {{name!r}} (not in a reader's runtime)", name=name)
+        if name.split(".")[0] in ABSENT:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not in a reader's runtime)", name=name)
 
 
 sys.meta_path.insert(0, ReaderRuntime())
 """
 
 
-def reader_modules() -> set[str]:
-    """The top-level modules of READER_PACKAGES and of everything they require."""
+def absent_modules() -> set[str]:
+    """The top-level modules of this environment's packages that READER_PACKAGES do not
+    require (directly or not), less those a required package also carries (vendored)."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
@@ -242,11 +242,26 @@ def reader_modules() -> set[str]:
             req = Requirement(line)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
                 todo.append(req.name)
-    return {"byhand"} | {
-        module
-        for module, dists in metadata.packages_distributions().items()
-        if any(canonicalize_name(d) in seen for d in dists)
-    }
+    carried = set()  # setuptools/_vendor/jaraco/...: jaraco comes with setuptools
+    for name in seen:
+        try:
+            files = metadata.distribution(name).files or []
+        except metadata.PackageNotFoundError:
+            continue
+        for f in files:
+            parts = f.parts
+            for k, part in enumerate(parts[:-1]):
+                if part in ("_vendor", "_vendored", "vendor") and k + 1 < len(parts) - 1:
+                    carried.add(parts[k + 1])
+    return (
+        {
+            module
+            for module, dists in metadata.packages_distributions().items()
+            if not any(canonicalize_name(d) in seen for d in dists)
+        }
+        - carried
+        - {"byhand"}
+    )
 
 
 PROOF = """\
@@ -267,7 +282,7 @@ print(sys.path)
 def kernel_env(tmp: Path) -> dict:
     startup = tmp / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
-    (startup / "00-reader-runtime.py").write_text(BLOCKER.format(allowed=sorted(reader_modules())))
+    (startup / "00-reader-runtime.py").write_text(BLOCKER.format(absent=sorted(absent_modules())))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
     return {**env, "IPYTHONDIR": str(tmp / "ipython"), "MPLBACKEND": "agg"}
 
