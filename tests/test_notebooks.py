@@ -194,80 +194,38 @@ def test_setup_uses_the_importable_byhand_when_it_is_the_same(tmp_path):
 
 # --- the built notebooks: a reader's runtime ------------------------------------------------
 
-# Installed in the kernel before anything runs (an IPython startup file): a reader's runtime
-# has torch, numpy, matplotlib, scikit-learn and Jupyter's kernel, with what they depend on.
-# Every other package of this environment (myst-nb, jupytext, Sphinx, pytest, ...) cannot be
-# imported; a module no package here provides is left to the usual finders (libraries probe
-# optional ones). byhand is in no folder on the kernel's path (a clean temporary folder, no
-# PYTHONPATH): the first cell proves all three.
-READER_PACKAGES = ("torch", "numpy", "matplotlib", "scikit-learn", "ipykernel")
-BLOCKER = """\
+# Installed in the kernel before anything runs (an IPython startup file): what the book's
+# build has and a reader's runtime does not (myst-nb and its parser, jupytext, Jupyter Book,
+# Sphinx, docutils, the test tools) cannot be imported. byhand and figures are in no folder
+# on the kernel's path (a clean temporary folder, no PYTHONPATH). The first cell proves it.
+# (Blocking every package torch, numpy, matplotlib and scikit-learn do not require breaks
+# torch: it probes optional packages, e.g. hypothesis, with importlib.util.find_spec.)
+ABSENT = (
+    "myst_nb", "myst_parser", "jupytext", "jupyter_book", "sphinx", "docutils", "nbclient",
+    "pytest", "playwright",
+)  # fmt: skip
+BLOCKER = f"""\
 import sys
-
-ABSENT = {absent!r}
 
 
 class ReaderRuntime:
-    \"\"\"The packages a reader's runtime does not have cannot be imported.\"\"\"
+    \"\"\"A reader's Jupyter has torch, numpy, matplotlib and scikit-learn, and not these.\"\"\"
+
+    absent = {ABSENT!r}
 
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ABSENT:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (not in a reader's runtime)", name=name)
+        if name.split(".")[0] in self.absent:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
 
 
 sys.meta_path.insert(0, ReaderRuntime())
 """
 
 
-def absent_modules() -> set[str]:
-    """The top-level modules of this environment's packages that READER_PACKAGES do not
-    require (directly or not), less those a required package also carries (vendored)."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    seen: set[str] = set()
-    todo = list(READER_PACKAGES)
-    while todo:
-        name = canonicalize_name(todo.pop())
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requires = metadata.distribution(name).requires or []
-        except metadata.PackageNotFoundError:
-            continue
-        for line in requires:
-            req = Requirement(line)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
-    carried = set()  # setuptools/_vendor/jaraco/...: jaraco comes with setuptools
-    for name in seen:
-        try:
-            files = metadata.distribution(name).files or []
-        except metadata.PackageNotFoundError:
-            continue
-        for f in files:
-            parts = f.parts
-            for k, part in enumerate(parts[:-1]):
-                if part in ("_vendor", "_vendored", "vendor") and k + 1 < len(parts) - 1:
-                    carried.add(parts[k + 1])
-    return (
-        {
-            module
-            for module, dists in metadata.packages_distributions().items()
-            if not any(canonicalize_name(d) in seen for d in dists)
-        }
-        - carried
-        - {"byhand"}
-    )
-
-
 PROOF = """\
 import importlib.util, sys
 assert importlib.util.find_spec("byhand") is None, importlib.util.find_spec("byhand")
-for name in ("myst_nb", "jupytext", "figures", "sphinx", "nbclient", "pytest"):
+for name in ("byhand", "figures", "myst_nb", "jupytext", "sphinx"):
     try:
         __import__(name)
     except ModuleNotFoundError:
@@ -282,7 +240,7 @@ print(sys.path)
 def kernel_env(tmp: Path) -> dict:
     startup = tmp / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
-    (startup / "00-reader-runtime.py").write_text(BLOCKER.format(absent=sorted(absent_modules())))
+    (startup / "00-reader-runtime.py").write_text(BLOCKER)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
     return {**env, "IPYTHONDIR": str(tmp / "ipython"), "MPLBACKEND": "agg"}
 
