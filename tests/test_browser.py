@@ -531,15 +531,15 @@ def test_search_finds(site, visit, word):
 
 @pytest.mark.parametrize("page", CHAPTERS)
 def test_downloads_and_launch_buttons(site, visit, page):
-    """Each chapter offers itself as .ipynb and .md, and Binder opens it."""
+    """Each chapter offers its reader's notebook (.ipynb) and its .md, and Colab and Binder
+    open the notebook (tests/test_notebooks.py checks every page's addresses)."""
     v = visit(site.url(page))
     links = v.page.eval_on_selector_all("a", "as => as.map(a => a.getAttribute('href') || '')")
     stem = Path(page).with_suffix("")
-    for ext in (".ipynb", ".md"):
-        href = next(
-            (h for h in links if h.endswith(f"_sources/{stem}{ext}") and "//" not in h), None
-        )
-        assert href, f"{page}: no download link for {stem}{ext}"
+    wanted = {".ipynb": f"notebooks/{stem.name}.ipynb", ".md": f"_sources/{stem}.md"}
+    for ext, tail in wanted.items():
+        href = next((h for h in links if h.endswith(tail) and "//" not in h), None)
+        assert href, f"{page}: no download link for {tail}"
         response = v.context.request.get(urljoin(site.url(page), href))
         assert response.ok, f"{page}: {href} -> HTTP {response.status}"
         if ext == ".ipynb":
@@ -549,8 +549,7 @@ def test_downloads_and_launch_buttons(site, visit, page):
     binder = [h for h in links if h.startswith("https://mybinder.org/v2/gh/")]
     colab = [h for h in links if h.startswith("https://colab.research.google.com/github/")]
     assert binder and all(f"/gh/{repo}/" in h for h in binder), f"{page}: Binder links {binder}"
-    # Colab cannot open the chapters' .md; a button that cannot work is not offered
-    assert not colab, f"{page}: Colab links {colab}"
+    assert colab and all(f"/github/{repo}/" in h for h in colab), f"{page}: Colab links {colab}"
 
 
 def test_sitemap_lists_every_page(site):
