@@ -760,7 +760,10 @@ def measure(fn: Callable[[], object], *, min_run_time: float = 0.05) -> Measurem
 
     Time comes from :mod:`torch.utils.benchmark`; memory from the PyTorch profiler's
     record of every CPU tensor allocation and release, replayed in time order. The
-    memory figure is exact and deterministic: it does not depend on the allocator.
+    memory figure is deterministic (it does not depend on the allocator) but not always
+    exact: the replay charges each operator's own allocations and releases to the moment it
+    starts, so an intermediate that a nested operator allocates and its caller frees (inside a
+    three-operand einsum) can be missed. The appendix shows such a case.
     """
     from torch.utils.benchmark import Timer
 

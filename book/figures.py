@@ -383,8 +383,9 @@ def sum_figure(
     ``grads`` is ``{"dL/dW": (manual, autograd)}``, compared as :func:`check` does. Before
     anything is shown, ``running`` is compared with the running sums of the outer products
     the figure shows, and its last slice with ``X.t() @ G`` and with autograd's dL/dW: the
-    page says that the last slice is ``X.t() @ G`` ("exactly" when they are equal bit for
-    bit). Any mismatch raises :class:`GradientMismatch`.
+    page says that the last slice is autograd's ``W.grad`` ("exactly" when they are equal bit
+    for bit). It does not name ``X.t() @ G``: chapter 2 shows the figure before it derives
+    that product. Any mismatch raises :class:`GradientMismatch`.
     """
     __tracebackhide__ = True
     name = "sum_figure"
@@ -404,9 +405,9 @@ def sum_figure(
     )
     # "exactly" only when it is so, bit for bit; otherwise the order of the additions shows
     same = (
-        "exactly X.t() @ G"
-        if torch.equal(running[-1], X_.t() @ G_)
-        else "X.t() @ G, up to rounding in the last digits (the additions come in another order)"
+        "exactly autograd's W.grad"
+        if torch.equal(running[-1], grads["dL/dW"][1].detach())
+        else "autograd's W.grad up to rounding in the last digits (the additions come in another order)"
     )
     compare({"the last running sum": (running[-1], grads["dL/dW"][1].detach())}, chapter=chapter)
     x, g, o, r = (_values(t) for t in (X_, G_, outer, running))
@@ -415,9 +416,7 @@ def sum_figure(
     for n in range(N):
         rest = N - 1 - n
         if rest == 0:
-            readout = (
-                f"Samples 0 to {n} added, all {N}: this running sum is {same}, which is ∂L/∂W."
-            )
+            readout = f"Samples 0 to {n} added, all {N}: this running sum is ∂L/∂W, {same}."
         else:
             added = "Sample 0 added" if n == 0 else f"Samples 0 to {n} added"
             todo = (
@@ -425,7 +424,7 @@ def sum_figure(
                 if rest == 1
                 else f"samples {n + 1} to {N - 1} still to add"
             )
-            readout = f"{added}, {todo}: the running sum is not yet X.t() @ G."
+            readout = f"{added}, {todo}: the running sum is not yet ∂L/∂W."
         steps.append(
             {
                 "x": [f(v) for v in x[n]],
@@ -489,8 +488,8 @@ def sum_figure(
         f'<div class="bh-col">{card}</div><div class="bh-col">{total}</div></div>'
         f"{readout}"
         '<p class="bh-note"><span class="bh-mark" aria-hidden="true">✓</span> '
-        "Every running sum matches the outer products shown, and the last one matches X.t() @ G "
-        "and autograd's dL/dW, checked when this page was built. Values are rounded to two "
+        "Every running sum matches the outer products shown, and the last one matches "
+        "autograd's ∂L/∂W, checked when this page was built. Values are rounded to two "
         "decimals.</p>"
         f"{_island(data)}</figure>"
     )

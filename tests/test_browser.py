@@ -327,7 +327,7 @@ LAPTOP_LAYOUT = """() => ({
     .filter(e => e.offsetParent !== null && getComputedStyle(e).visibility !== 'hidden').length,
   wide: [...document.querySelectorAll('article pre, article div.cell_output, article .highlight')]
     .filter(e => e.scrollWidth > e.clientWidth + 1)
-    .map(e => (e.innerText || '').split('\\n').reduce((a, b) => (a.length >= b.length ? a : b), '')),
+    .map(e => e.textContent.split('\\n').reduce((a, b) => (a.length >= b.length ? a : b), '')),
 })"""
 
 
@@ -347,6 +347,79 @@ def test_laptop_layout(site, visit, page):
     the sidebar's), and no code cell or output scrolls sideways."""
     v = visit(site.url(page))
     check_laptop_layout(page, v.page.evaluate(LAPTOP_LAYOUT))
+
+
+def test_layout_check_names_folded_code(browser):
+    """A folded cell's code that scrolls sideways is named by its longest line: innerText,
+    which the check read, is empty for what a closed fold hides."""
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        wide = "W_g = X.t() @ G  # " + "wide " * 60
+        page.set_content(
+            f'<article><details><summary>Show code</summary><pre style="overflow:auto">{wide}</pre>'
+            "</details></article>"
+        )
+        state = page.evaluate(LAPTOP_LAYOUT)
+        assert state["wide"] == [wide], state["wide"]
+    finally:
+        page.close()
+
+
+# --- phone details (issue 20.3) ----------------------------------------------------------------
+SMALL_PHONES = [{"width": 320, "height": 640}, PHONE]
+LINE_STARTS = """() => {
+  // every "·" of the badge and every inline formula's closing punctuation: is it the first
+  // thing on its line (its left edge at the left edge of the line's block)?
+  const out = [];
+  const badge = document.querySelector('p.byhand-badge');
+  if (badge) {
+    const left = badge.getBoundingClientRect().left + parseFloat(getComputedStyle(badge).paddingLeft)
+      + parseFloat(getComputedStyle(badge).borderLeftWidth);
+    const walker = document.createTreeWalker(badge, NodeFilter.SHOW_TEXT);
+    for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+      for (let i = t.data.indexOf('·'); i >= 0; i = t.data.indexOf('·', i + 1)) {
+        const r = document.createRange(); r.setStart(t, i); r.setEnd(t, i + 1);
+        if (Math.abs(r.getBoundingClientRect().left - left) < 2) out.push('badge line starts with ·');
+      }
+    }
+    const meta = badge.querySelector('.byhand-badge-meta');
+    if (meta && Math.abs(meta.getClientRects()[0].left - left) > 2) out.push('badge: version not on its own line');
+  }
+  for (const glued of document.querySelectorAll('article .math-nowrap')) {
+    if (glued.getClientRects().length > 1) out.push('formula parted from its punctuation: ' + glued.textContent.slice(-40));
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("viewport", SMALL_PHONES, ids=["320", "390"])
+@pytest.mark.parametrize("page", PAGES)
+def test_no_line_starts_with_punctuation(site, visit, page, viewport):
+    """On a phone, the page badge's version and date start a line of their own (its
+    second line began with "·"), and an inline formula keeps the punctuation after it on
+    its line (six places wrapped a comma or a full stop onto a line of its own)."""
+    v = visit(site.url(page), viewport=viewport, is_mobile=True, has_touch=True)
+    found = v.page.evaluate(LINE_STARTS)
+    assert not found, f"{page} at {viewport['width']} px: {found}"
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_how_close_in_a_fold_looks_as_elsewhere(site, visit, mode):
+    """ "How close?" under a check inside a folded cell (the gallery's) is drawn as under any
+    other check: the theme gave it the fold's own blue bar and link colour."""
+    outside = visit(site.url(CHAPTERS[0]), color_scheme=mode, theme=mode, viewport=PHONE)
+    inside = visit(
+        site.url("book/wrong-answers.html"), color_scheme=mode, theme=mode, viewport=PHONE
+    )
+    style = """(inFold) => {
+      const s = [...document.querySelectorAll('.grad-check summary')].find((x) => !!x.closest('details.hide') === inFold);
+      if (!s) return null;
+      const c = getComputedStyle(s);
+      return [c.borderLeftStyle, c.borderLeftWidth, c.color, c.fontSize].join(' ');
+    }"""
+    folded, plain = inside.page.evaluate(style, True), outside.page.evaluate(style, False)
+    assert folded and plain, "a page lacks a How close? inside or outside a fold"
+    assert folded == plain, f"{mode}: How close? in a fold: {folded}; elsewhere: {plain}"
 
 
 def paint_with_fonts_held(page, url: str) -> list:
