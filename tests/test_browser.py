@@ -494,11 +494,16 @@ def test_self_contained(site, visit, page):
 
 
 # --- the cheat sheet on paper -------------------------------------------------------------
+def pdf_sides(pdf: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+
+
 @pytest.mark.parametrize("paper", ["A4", "Letter"])
 def test_cheatsheet_prints_on_one_side(site, visit, paper):
-    """The cheat sheet is one printable page, and its formulas print in the text's weight:
-    MathJax's glyphs carry a zero-width stroke, which a PDF draws as a hairline round every
-    glyph (bold math in PDF viewers) unless the print stylesheet drops it."""
+    """The cheat sheet's rules print on one side of the paper, and the table of forward and
+    backward pairs on the back: one sheet. Its formulas print in the text's weight: MathJax's
+    glyphs carry a zero-width stroke, which a PDF draws as a hairline round every glyph (bold
+    math in PDF viewers) unless the print stylesheet drops it."""
     v = visit(site.url("book/cheatsheet.html"))
     v.page.emulate_media(media="print")
     stroked = v.page.evaluate(
@@ -508,9 +513,11 @@ def test_cheatsheet_prints_on_one_side(site, visit, paper):
     assert stroked == 0, (
         f"cheat sheet, print: {stroked} math glyph groups keep their hairline stroke"
     )
-    pdf = v.page.pdf(format=paper, print_background=True)
-    sides = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
-    assert sides == 1, f"the cheat sheet prints on {sides} sides of {paper}, not one"
+    sides = pdf_sides(v.page.pdf(format=paper, print_background=True))
+    assert sides == 2, f"the cheat sheet prints on {sides} sides of {paper}, not two"
+    v.page.add_style_tag(content="section:has(> #cheatsheet-duality) { display: none; }")
+    front = pdf_sides(v.page.pdf(format=paper, print_background=True))
+    assert front == 1, f"the cheat sheet's rules print on {front} sides of {paper}, not one"
 
 
 # --- site features ------------------------------------------------------------------------
