@@ -740,7 +740,8 @@ def _native_output_silenced():
 
 
 def _peak_bytes(fn: Callable[[], object]) -> int:
-    """Most bytes of tensor memory held at once while ``fn()`` runs, beyond what it started with."""
+    """Most bytes of tensor memory held at once while ``fn()`` runs, beyond what it
+    started with."""
     from torch.profiler import ProfilerActivity, profile
 
     with (
@@ -761,9 +762,10 @@ def measure(fn: Callable[[], object], *, min_run_time: float = 0.05) -> Measurem
     Time comes from :mod:`torch.utils.benchmark`; memory from the PyTorch profiler's
     record of every CPU tensor allocation and release, replayed in time order. The
     memory figure is deterministic (it does not depend on the allocator) but not always
-    exact: the replay charges each operator's own allocations and releases to the moment it
-    starts, so an intermediate that a nested operator allocates and its caller frees (inside a
-    three-operand einsum) can be missed. The appendix shows such a case.
+    exact: the replay charges each operator's own allocations and releases to the
+    moment it starts, so an intermediate that a nested operator allocates and its
+    caller frees (inside a three-operand einsum) can be missed, and so can an autograd
+    node's. The appendix shows such a case.
     """
     from torch.utils.benchmark import Timer
 

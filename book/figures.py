@@ -92,14 +92,14 @@ def _island(data: dict) -> str:
 
 def _slot(kind: str, shown: str, texts: Sequence[str], live: bool = False) -> str:
     """A text the script changes (``<p class="bh-{kind}">shown</p>``), in a box as tall as
-    the tallest of ``texts``, the texts it can show: each of the others sits in the same
-    grid cell, hidden (``bh-sizer``). The figure keeps its size whatever is selected, at
-    any width. Without JavaScript nothing changes, and the sizers are not shown."""
+    the tallest of ``texts``, the texts it can show: each of them, the one shown first
+    included (the script replaces it), sits in the same grid cell, hidden (``bh-sizer``).
+    The figure keeps its size whatever is selected, at any width. Without JavaScript
+    nothing changes, and the sizers are not shown."""
     aria = ' aria-live="polite"' if live else ""
     sizers = "".join(
         f'<p class="bh-sizer pst-js-only" aria-hidden="true">{text}</p>'
         for text in dict.fromkeys(texts)
-        if text != shown
     )
     text = f'<p class="bh-{kind}"{aria}>{shown}</p>'
     return f'<div class="bh-slot bh-{kind}-slot">{text}{sizers}</div>'
