@@ -95,10 +95,8 @@ class CannotSimulate(RuntimeError):
 
 def error_line(traceback_text: str | None) -> str:
     """The error line the build prints for a failed page (the guard's own function)."""
-    try:
-        from guard_run import error_line as line  # the hardened guard
-    except ImportError:
-        from guard import _error_line as line
+    from guard_run import error_line as line
+
     return line(traceback_text)
 
 
@@ -189,9 +187,25 @@ class Mutation:
         return self.expected(title)
 
 
+def mutation_files() -> list[Path]:
+    """``tests/mutations/<page>.yml``, one per page (``_template.yml`` is ``make chapter``'s
+    template, not a page's)."""
+    return sorted(p for p in MUTATIONS.glob("*.yml") if not p.name.startswith("_"))
+
+
+def missing_mutations(page: Path) -> str:
+    """What to say when a chapter has no mutations file."""
+    spec = (MUTATIONS / f"{page.stem}.yml").relative_to(ROOT)
+    return (
+        f"no {spec}: every chapter lists its broken-gradient tests there, one per manual "
+        "gradient (the format: tests/mutations/_template.yml, and CONTRIBUTING.md, "
+        "'Broken-gradient tests for your chapter'; `make chapter` writes the file)"
+    )
+
+
 def load_mutations(chapter: Path | None = None) -> list[Mutation]:
     """Every mutation (or one chapter's), in file order, numbered from 1 per chapter."""
-    specs = [MUTATIONS / f"{chapter.stem}.yml"] if chapter else sorted(MUTATIONS.glob("*.yml"))
+    specs = [MUTATIONS / f"{chapter.stem}.yml"] if chapter else mutation_files()
     found = []
     for spec in specs:
         if not spec.is_file():
@@ -651,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mutations and chapter:
             spec = MUTATIONS / f"{page.stem}.yml"
             if not spec.is_file():
-                problems.append(f"no {spec.relative_to(ROOT)}: every chapter lists its mutations")
+                problems.append(missing_mutations(page))
             caught = 0
             for m in mutations:
                 problem = mutation_problem(result, m)

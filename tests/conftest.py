@@ -92,13 +92,31 @@ def mini_book(
     return dest
 
 
-def stub_book(dest: Path) -> Path:
-    """A copy of the book with its real ``_toc.yml`` and configuration, in which every page
-    is one line of prose: a build of it executes nothing but what a test adds (e.g. a new
-    chapter from the template, placed in the real TOC by ``make chapter``)."""
-    copy_book(dest)
-    for doc in toc_documents(dest / "_toc.yml"):
-        (dest / f"{doc}.md").write_text(f"# {Path(doc).name}\n\nA stand-in page.\n")
+def stub_pages(root: Path, keep: tuple[str, ...] = ()) -> Path:
+    """Make every page of the book at ``root`` one line of prose, but the documents in
+    ``keep`` (``"book/13-x"``): a build of it executes nothing but those (e.g. a new chapter
+    from the template, placed in the real TOC by ``make chapter``)."""
+    for doc in toc_documents(root / "_toc.yml"):
+        if doc not in keep:
+            (root / f"{doc}.md").write_text(f"# {Path(doc).name}\n\nA stand-in page.\n")
+    return root
+
+
+# What repo_copy leaves out: environments, caches, builds, generated files.
+NOT_COPIED = (".git", ".venv", "node_modules", "_build", "__pycache__", ".pytest_cache",
+              ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", "*.ipynb", "conf.py")  # fmt: skip
+
+
+def repo_copy(dest: Path) -> Path:
+    """A copy of the whole repository (tests, Makefile, locks included), with this one's
+    virtual environment and Node packages linked, for a test that runs ``make`` in it as a
+    contributor would. Files keep their times, so make's stamps stay newer than the locks."""
+    import shutil
+
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(*NOT_COPIED))
+    if (ROOT / "node_modules").exists():
+        (dest / "node_modules").symlink_to((ROOT / "node_modules").resolve())
+    (dest / ".venv").symlink_to(Path(sys.prefix).resolve())  # the environment under test
     return dest
 
 

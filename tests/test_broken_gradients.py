@@ -50,9 +50,9 @@ ALL = load_mutations()
 
 
 def test_every_chapter_has_mutations():
-    specs = {p.stem for p in MUTATIONS.glob("*.yml")}
-    missing = [c.name for c in chapters() if c.stem not in specs]
-    assert not missing, f"no tests/mutations/<chapter>.yml for: {missing}"
+    specs = {p.stem for p in run_chapter.mutation_files()}
+    missing = [run_chapter.missing_mutations(c) for c in chapters() if c.stem not in specs]
+    assert not missing, "\n".join(missing)
     orphans = sorted(specs - {c.stem for c in chapters()})
     assert not orphans, f"mutation files for chapters that do not exist: {orphans}"
 

@@ -171,6 +171,32 @@ def test_ci_run_installs_a_browser_only_when_none_is_found():
     assert result.returncode == 1 and "CHROMIUM_PATH=/no/such/browser" in result.stderr
 
 
+def test_make_installs_the_node_packages_again_when_node_modules_is_gone(tmp_path):
+    """The Node packages' stamp is npm's own node_modules/.package-lock.json: after
+    ``rm -rf node_modules``, ``make book`` (and test, check, preview) runs npm ci again,
+    instead of trusting a stamp that outlived the folder."""
+    for name in ("Makefile", "package.json", "package-lock.json", "requirements.txt",
+                 "requirements.lock", "requirements-test.lock"):  # fmt: skip
+        shutil.copy2(ROOT / name, tmp_path / name)
+    venv = tmp_path / ".venv"  # installed: its stamps are newer than the locks
+    (venv / "bin").mkdir(parents=True)
+    for stamp in ("bin/python", ".torch", ".book-deps", ".test-deps"):
+        (venv / stamp).touch()
+
+    def planned(target: str) -> str:  # what make would run (-n: nothing is run)
+        result = subprocess.run(
+            ["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    for target in ("book", "test", "check", "preview"):
+        assert "npm ci" in planned(target), target
+    (tmp_path / "node_modules").mkdir()
+    (tmp_path / "node_modules" / ".package-lock.json").write_text("{}")  # newer than the lock
+    assert "npm ci" not in planned("book")
+
+
 # --- matplotlib's font cache --------------------------------------------------------------
 HEADER = """---
 jupytext:

@@ -7,7 +7,8 @@ keeps that promise against everything a page could do without touching ``byhand.
 ``Book structure error`` that lists every problem at once:
 
 * a page in ``book/`` that ``_toc.yml`` does not list (it would never be built), a TOC
-  entry without its ``.md`` file, a page listed twice, a notebook (``.ipynb``) page;
+  entry without its ``.md`` file, a page listed twice, two chapters with one number, a
+  notebook (``.ipynb``) page;
 * a page with ``{code-cell}`` blocks but no jupytext header (myst-nb would render it
   without running it), or a code cell that myst-nb would never run (inside a dropdown,
   a list, a ``:::`` fence);
@@ -123,6 +124,15 @@ def toc_problems(srcdir: Path, toc_path: Path, book_dir: str = "book") -> list[s
     listed = toc_documents(toc_path)
     for doc in sorted({d for d in listed if listed.count(d) > 1}):
         found.append(f"{toc_path.name} lists '{doc}' more than once")
+    numbers: dict[str, list[str]] = {}
+    for doc in dict.fromkeys(chapter_documents(toc_path)):
+        numbers.setdefault(Path(doc).name[:2], []).append(doc)
+    for number, docs in sorted(numbers.items()):
+        if len(docs) > 1:
+            found.append(
+                f"{toc_path.name} lists {len(docs)} chapters numbered {number} "
+                f"({', '.join(docs)}); each chapter has a number of its own"
+            )
     for doc in dict.fromkeys(listed):
         if (srcdir / f"{doc}.md").is_file():
             continue

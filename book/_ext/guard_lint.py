@@ -965,14 +965,9 @@ def page_problems(
         return [*found, f"{name}: myst-nb cannot read it: {err}"]
     found += [f"{name}: {p}" for p in front_matter_problems(dict(notebook.metadata), metadata_key)]
     owned = byhand_names() if owned is None else owned
-    lines = notebook.metadata.get("source_map", [])
-    cells = [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
     imported: set[str] = set()
     calls: set[str] = set()
-    text_lines = text.splitlines()
-    for number, (index, cell) in enumerate(cells, 1):
-        fence = lines[index] if index < len(lines) else 0  # 1-based line of the fence
-        start = _body_start(text_lines, fence, cell.source)
+    for number, (cell, fence, start) in enumerate(located_cells(text, notebook), 1):
         found += [
             f"{name}:{fence}: {p}" for p in cell_option_problems(cell, number, cell_metadata_key)
         ]
@@ -991,6 +986,59 @@ def page_problems(
     if not calls & set(CHECKS):
         found.append(f"{name} has code cells but no check(...), fd_check(...) or claim(...) call")
     return found
+
+
+def located_cells(text: str, notebook) -> list[tuple[nbformat.NotebookNode, int, int]]:
+    """The page's code cells (``notebook``: the page read with ``add_source_map=True``),
+    each with the page line of its opening fence and the page line before its first line
+    of code (after its options): code line n of the cell is page line ``start + n``. The
+    one place a cell's line becomes the page's (the guard's messages and annotations)."""
+    lines = notebook.metadata.get("source_map", [])
+    text_lines = text.splitlines()
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        fence = lines[index] if index < len(lines) else 0  # 1-based line of the fence
+        found.append((cell, fence, _body_start(text_lines, fence, cell.source)))
+    return found
+
+
+def page_line(page: Path, cell: int, line: int | None = None) -> int | None:
+    """The page line of line ``line`` (1-based) of code cell ``cell`` (1-based), or of the
+    cell's fence without a line; None if the page has no such cell."""
+    text = page.read_text(encoding="utf-8")
+    try:
+        located = located_cells(text, read_notebook(page))
+    except Exception:  # noqa: BLE001 - a page myst-nb cannot read has no cells to point at
+        return None
+    if not 0 < cell <= len(located):
+        return None
+    _, fence, start = located[cell - 1]
+    return start + line if line else fence
+
+
+# Columns of code that fit the book's code blocks at 1280 px: the column is 708 px wide and
+# a character of its 13 px monospace font 7.8 px (DejaVu Sans Mono, measured in Chromium;
+# Menlo, Consolas and SF Mono are as wide), so 90 fit; the 91st scrolls, which the browser
+# tests refuse (test_browser.test_laptop_layout). Checked without a browser by make check.
+CODE_COLUMNS = 90
+UNSEEN_TAGS = {"remove-input", "remove-cell"}  # the reader never sees these cells' code
+
+
+def wide_code_lines(text: str, config: MdParserConfig | None = None) -> list[tuple[int, str]]:
+    """The lines of code a reader sees (folded ones too) that are wider than
+    :data:`CODE_COLUMNS`, as (page line, the line)."""
+    if not has_code_cells(text, config) or not is_myst_markdown_notebook(text):
+        return []
+    notebook = read_myst_markdown_notebook(text, config or md_config(), add_source_map=True)
+    return [
+        (start + n, line)
+        for cell, _, start in located_cells(text, notebook)
+        if not UNSEEN_TAGS & set(tags(cell))
+        for n, line in enumerate(cell.source.splitlines(), 1)
+        if len(line) > CODE_COLUMNS
+    ]
 
 
 def _body_start(lines: list[str], fence: int, source: str) -> int:
