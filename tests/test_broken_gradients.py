@@ -185,7 +185,7 @@ PAGE = f"---\n{HEADER}---\n# Runner test\n\n" + cells(
     # a Python thread alive from here on: later mutations are replayed from a snapshot.
     # (Pages may not import threading, so the runner's own test page is let through.)
     "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()",
-    'X_g = G @ W.detach().t()  # dL/dX\ncheck({"dL/dX (after a thread)": (X_g, X_g.clone())})',
+    'X_g = G @ W.detach().t()  # dL/dX\ncheck({"dL/dX (after a thread)": (X_g, G @ W.detach().t())})',
     'check({"dL/dW (after a thread)": (X.t() @ G, W.grad)})',
 )
 

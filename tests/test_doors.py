@@ -146,6 +146,12 @@ CODE_DOORS = {
     ),
     "a lower precision": ("torch.set_default_dtype(torch.float16)", "sets the default dtype"),
     "file written": ("open('byhand.py', 'w').write('')", "opens a file for writing"),
+    ".grad through getattr": ("W_g = getattr(W, 'grad')", "reads .grad with getattr()"),
+    "a claim that cannot fail": (
+        "claim('ReLU is fast', True)",
+        "claims True, which holds whatever",
+    ),
+    "a constant claim": ("claim('one is one', 1 == 1)", "claims 1 == 1"),
 }
 
 
@@ -170,7 +176,7 @@ def test_ordinary_page_code_is_not_refused():
         for scale in (1, 2):
             check({"dL/dW": (W_g * scale, W.grad * scale)}, rtol=0, atol=0)
         with torch.no_grad():
-            claim("ReLU's gradient at 0 is 0", True)
+            claim("ReLU's gradient at 0 is 0", W.grad is None)
         try:
             torch.kron(W.t(), W)
         except RuntimeError:
@@ -185,7 +191,97 @@ def test_ordinary_page_code_is_not_refused():
         fd_check(lambda X: X.sum(), (W,), "sum", eps=1e-6)
     """
     assert lint(source) == ""
-    assert guard_lint.lint_code(textwrap.dedent(source)).recorded_calls == 4
+    assert [name for _, name in guard_lint.call_sites(textwrap.dedent(source))] == [
+        "check", "claim", "claim", "fd_check"
+    ]  # fmt: skip
+
+
+# --- a check that compares autograd with itself, across the page's cells ------------------
+
+ITSELF = "with a manual side computed from W.grad, the gradient it is compared with"
+AUTOGRAD = "against autograd with a manual side that autograd computed itself"
+FLOW_DOORS = {
+    "a clone of the reference": (
+        ["W_g = W.grad.clone()", "check({'dL/dW': (W_g, W.grad)})"],
+        ITSELF,
+    ),
+    "the reference by another name": (
+        ["g = W.grad", "check({'dL/dW': (g * 1.0, W.grad.T.T)})"],
+        ITSELF,
+    ),
+    "copied in place": (
+        ["W_g = torch.zeros_like(W)\nW_g.copy_(W.grad)", "check({'dL/dW': (W_g, W.grad)})"],
+        ITSELF,
+    ),
+    "added into a sum": (
+        ["W_g = X.t() @ G\nW_g += 0 * W.grad", "check({'dL/dW': (W_g, W.grad)})"],
+        ITSELF,
+    ),
+    "through a function": (
+        ["def grad_of(p):\n    return p.grad.detach()", "check({'dL/dW': (grad_of(W), W.grad)})"],
+        ITSELF,
+    ),
+    "a check in a function": (
+        ["def verify(p, m):\n    check({'dL/dp': (m, p.grad)})", "verify(W, W.grad * 1)"],
+        "(in the function it calls, at its line 2) " + ITSELF,
+    ),
+    "a dict of pairs built earlier": (
+        ["pairs = {}\npairs['dL/dW'] = (W.grad + 0, W.grad)", "check(pairs)"],
+        ITSELF,
+    ),
+    "a figure's pairs": (
+        ["paths_figure(X, W, b, G, grads={'dL/dW': (W.grad.clone(), W.grad)})"],
+        ITSELF,
+    ),
+    "a lambda": (["f = lambda: W.grad", "check({'dL/dW': (f(), W.grad)})"], ITSELF),
+    "autograd.grad of the loss": (
+        ["(W_g,) = torch.autograd.grad(L, (W,))", "check({'dL/dW': (W_g, W.grad)})"],
+        AUTOGRAD,
+    ),
+    "autograd.grad of two": (
+        ["W_g, b_g = torch.autograd.grad(L, [W, b])", "check({'dL/db': (b_g, b.grad)})"],
+        AUTOGRAD,
+    ),
+    "torch.func.grad": (
+        ["from torch.func import grad", "check({'dL/dW': (grad(loss)(W), W.grad)})"],
+        AUTOGRAD,
+    ),
+    "a copy of the manual side": (
+        ["X_g = G @ W.t()", "check({'dL/dX': (X_g, X_g.clone())})"],
+        "compares 'dL/dX' with a copy of itself (both sides hold X_g's values)",
+    ),
+}
+
+
+def flow(*cells: str) -> str:
+    return "\n".join(p for c in guard_lint.autograd_against_itself(list(cells)) for p in c)
+
+
+@pytest.mark.parametrize("door", FLOW_DOORS, ids=str)
+def test_a_check_that_compares_autograd_with_itself_is_refused(door):
+    cells, message = FLOW_DOORS[door]
+    assert message in flow(*cells), f"{door}: {flow(*cells)!r}"
+
+
+def test_checks_that_compare_with_autograd_honestly_are_not_refused():
+    assert (
+        flow(
+            "G = Y.grad  # the upstream gradient, from autograd",
+            "check({'dL/dW': (X.t() @ G, W.grad), 'dL/dX': (G @ W.t(), X.grad)})",
+            "W_g = torch.zeros_like(W.grad)\nW_g += X.t() @ G",  # the shape only
+            "check({'dL/dW': (W_g, W.grad)})",
+            "W_g = W.grad.clone()\nW_g = X.t() @ G",  # rebound before the check
+            "check({'dL/dW': (W_g, W.grad)})",
+            "from torch.func import jacrev, vjp\n_, f = vjp(layer, X, W)\nX_v, W_v = f(G)",
+            "check({'dL/dW (vjp)': (W_g, W_v)})",  # local derivatives, chained
+            "J = jacrev(layer)(X)\ncheck({'dL/dX': (G.reshape(-1) @ J.reshape(8, 12), X.grad)})",
+            "per_sample = torch.autograd.grad(L0, W)[0] + torch.autograd.grad(L1, W)[0]",
+            "check({'dL/dW': (per_sample, W.grad)}, reference='the whole batch')",  # named
+            "def verify(p, m):\n    check({'dL/dp': (m, p.grad)})",
+            "verify(W, X.t() @ G)",
+        )
+        == ""
+    )
 
 
 # --- cell tags and options, front matter, the book's configuration ---------------------
@@ -400,17 +496,20 @@ def ran(source="x = 1", outputs=(), tags=(), count=1, **metadata):
     return c
 
 
-def error(ename, evalue="..."):
-    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
+def error(ename, evalue="...", *frames):
+    """An error output; ``frames``: the cells' lines its traceback names, as (count, line)."""
+    traceback = [f"\x1b[0;32mCell In[{n}], line {k}\x1b[0m" for n, k in frames]
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": traceback}
 
 
-def record(kind="check", quantities=("dL/dW",), reference="autograd"):
+def record(kind="check", quantities=("dL/dW",), reference="autograd", site="Cell In[1], line 1"):
     meta = {
         "byhand": {
             "kind": kind,
             "quantities": list(quantities),
             "reference": reference,
             "torch": "2.13.0+cpu",
+            "site": site,
         }
     }
     return {"output_type": "display_data", "data": {"text/plain": "✓"}, "metadata": meta}
@@ -459,9 +558,36 @@ RUN_DOORS = {
     ),
     "a check that left no record": (
         ran("check({'a': (x, y)})"),
-        "calls check/fd_check/claim 1 time(s) but its outputs hold 0",
+        "code cell 1, line 1: check(...) never ran, so it checks nothing",
     ),
-    "a loop that never ran": (ran("for _ in []:\n    check({})"), "hold 0 record(s)"),
+    "a loop that never ran": (
+        ran("for _ in []:\n    check({})"),
+        "code cell 1, line 2: check(...) never ran",
+    ),
+    "a check in a function nobody calls": (
+        ran("def verify():\n    check({'a': (x, y)})"),
+        "code cell 1, line 2: check(...) never ran",
+    ),
+    "a claim in a lambda nobody calls": (
+        ran("later = lambda: claim('true', True)"),
+        "code cell 1, line 1: claim(...) never ran",
+    ),
+    "a check after a return": (
+        ran("def f():\n    return 1\n    fd_check(g, (x,), 'g')\nf()"),
+        "code cell 1, line 3: fd_check(...) never ran",
+    ),
+    "a record from another line": (
+        ran("check({'a': (x, y)})\n\ncheck({'b': (x, y)})", [record(site="Cell In[1], line 3")]),
+        "code cell 1, line 1: check(...) never ran",
+    ),
+    "a check a demonstration never reached": (
+        ran(
+            "compare({'a': (x, y)})\ncheck({'a': (x, y)})",
+            [error("GradientMismatch", "...", (1, 1))],
+            tags=["raises-exception"],
+        ),
+        "code cell 1, line 2: check(...) never ran",
+    ),
 }
 
 
@@ -481,17 +607,62 @@ def test_a_page_that_did_not_run_or_ran_elsewhere_is_refused():
 
 def test_a_healthy_page_passes():
     notebook = executed(
-        ran("check({'a': (x, y)})\nclaim('true', True)", [record(), record("claim", ["true"])]),
-        ran("check({'a': (x, z)})", [error("GradientMismatch")], tags=["raises-exception"]),
+        ran(
+            "check({'a': (x, y)})\nclaim('true', x)",
+            [record(), record("claim", ["true"], site="Cell In[1], line 2")],
+        ),
+        ran(
+            "check({'a': (x, z)})",
+            [error("GradientMismatch", "...", (2, 1))],
+            tags=["raises-exception"],
+            count=2,
+        ),
         ran(
             "assert False",
             [error("AssertionError")],
             tags=["raises-exception"],
             raises="AssertionError",
+            count=3,
         ),
         ran("", count=None),  # an empty cell is not run, and that is fine
+        # a check in a function: it ran when cell 5 called it (its record is there), and a
+        # demonstration that fails inside a function defined in cell 5
+        ran("def verify(a):\n    check({'a': (a, x)})", count=4),
+        ran(
+            "verify(x)",
+            [record(site="Cell In[4], line 2")],
+            count=5,
+        ),
+        ran(
+            "verify(y)",
+            [error("GradientMismatch", "...", (6, 1), (4, 2))],
+            tags=["raises-exception"],
+            count=6,
+        ),
     )
     assert run_problems(notebook) == ""
+
+
+def test_each_finding_knows_its_cell_and_line():
+    """Where a finding is, for the annotation on the page's line (guard.py maps it)."""
+    notebook = executed(
+        ran("x = 1", count=1),
+        ran("def f():\n    check({'a': (x, y)})", count=2),
+        ran("y = 2\nundefined", [error("NameError", "...", (3, 2))], count=3),
+    )
+    failed = {**RUN, "succeeded": False, "traceback": "Cell In[3], line 2\nNameError: no"}
+    found = guard_run.page_problems(failed, notebook)
+    assert [(f, f.cell, f.line) for f in found] == [("failed: NameError: no", 3, 2)]
+    ok = guard_run.page_problems(
+        RUN, executed(ran("x = 1"), ran("for _ in []:\n    claim('a', x)", count=2))
+    )
+    assert [(f.cell, f.line) for f in ok] == [(2, 2)]
+    assert guard_run.cell_lines(
+        "\x1b[0;32mCell In[12], line 7\x1b[0m, in f()\nCell In[3], line 1"
+    ) == [
+        (12, 7),
+        (3, 1),
+    ]
 
 
 # --- where the guard reads internals, a changed layout stops the build ------------------
@@ -508,6 +679,10 @@ def test_a_changed_record_format_is_internals_changed():
     bad["metadata"]["byhand"] = {"type": "check", "names": ["dL/dW"]}
     with pytest.raises(InternalsChanged, match="byhand record"):
         guard_run.page_problems(RUN, executed(ran("check({})", [bad])))
+    no_site = record()
+    del no_site["metadata"]["byhand"]["site"]
+    with pytest.raises(InternalsChanged, match="'site': 'Cell In"):
+        guard_run.page_problems(RUN, executed(ran("check({})", [no_site])))
     with pytest.raises(InternalsChanged, match="error output has no 'ename'"):
         guard_run.page_problems(RUN, executed(ran("x", [{"output_type": "error"}])))
 
@@ -658,6 +833,16 @@ REFUSED_PAGES = {
         ),
         "'raises: NameError'",
     ),
+    "18-itself": (
+        page(
+            "Itself",
+            code(START),
+            code("W = torch.ones(3, requires_grad=True)\n(W * 2).sum().backward()"),
+            code("W_g = W.grad.clone()  # 'by hand'"),
+            code("check({'dL/dW': (W_g, W.grad)})"),
+        ),
+        "code cell 4 checks 'dL/dW' with a manual side computed from W.grad",
+    ),
 }
 
 
@@ -710,6 +895,9 @@ RUN_TIME_PAGES = {
     "13-demo": code(
         "check({'dL/dx': (torch.zeros(2), torch.ones(2))})", ":tags: [raises-exception]\n"
     ),
+    "14-never-called": code(
+        "def verify():\n    check({'dL/dx': (torch.ones(2), torch.full((2,), 1.0))})"
+    ),
 }
 
 
@@ -739,6 +927,7 @@ def test_run_time_doors_fail_the_build_without_W(tmp_path):
         "AssertionError"
     ) in log and "declare it: 'raises: AssertionError'" in log
     assert "book/11-silent.md: code cell 2 is tagged raises-exception but did not raise" in log
+    assert "book/14-never-called.md: code cell 2, line 2: check(...) never ran" in log
     assert "12-declared.md: code cell" not in log, "a declared AssertionError was refused"
     assert "13-demo.md: code cell" not in log, "a demonstration failing its check was refused"
     assert not re.search(r"12-declared\.md:\d*:? ?WARNING", log), "myst-nb warned about 'raises:'"
