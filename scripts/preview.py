@@ -25,8 +25,8 @@ runs every build in a new Python process, after a pre-build command that writes
 ``conf.py`` again from ``_config.yml`` (so Sphinx sees the new configuration and re-reads
 what it affects); and ``book/_ext/render.py`` puts a digest of ``book/_ext`` in the
 configuration, so an edit there re-writes every page (without re-executing any). An
-edit to ``book/byhand.py`` re-executes every chapter (the build guard in
-``book/_ext/guard.py`` makes each chapter depend on it).
+edit to ``book/byhand.py`` or ``book/figures.py`` re-executes every chapter (the build
+guard in ``book/_ext/guard.py`` makes each chapter depend on both).
 
 Usage: ``python scripts/preview.py [--port 8000] [--host 127.0.0.1] [--jobs N]``.
 ``--build-only`` builds once (incrementally) and exits; scripts/bench_build.py uses it.
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--re-ignore", pattern]
     print(
         f"Preview on http://{args.host}:{args.port} (Ctrl+C stops it); first build: everything.\n"
-        "Edits to chapters, book/byhand.py, _config.yml, _toc.yml and book/_ext are picked up "
+        "Edits to chapters, book/*.py, _config.yml, _toc.yml and book/_ext are picked up "
         "without a restart."
     )
     sys.stdout.flush()

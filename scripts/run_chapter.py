@@ -648,8 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     status = 0
     for page in args.pages:
-        chapter = is_chapter(page)  # other pages have no exercises and no mutations
-        mutations = load_mutations(page) if args.mutations and chapter else []
+        chapter = is_chapter(page)  # other pages have no exercises; mutations if listed
+        mutations = load_mutations(page) if args.mutations else []
         try:
             result = run(page, mutations, args.exercises and chapter)
         except CannotSimulate as error:
@@ -660,10 +660,12 @@ def main(argv: list[str] | None = None) -> int:
         problems = page_problems(result)
         print(f"{page}: ran in {result.seconds:.1f} s")
         print(f"  the page: {'fails' if problems else 'passes'} ({counts} passed)")
-        if (args.mutations or args.exercises) and not chapter:
-            print("  not a chapter: no exercises or mutations to run")
-        if args.mutations and chapter:
-            spec = MUTATIONS / f"{page.stem}.yml"
+        spec = MUTATIONS / f"{page.stem}.yml"
+        if args.exercises and not chapter:
+            print("  not a chapter: no exercises to run")
+        if args.mutations and not chapter and not spec.is_file():
+            print(f"  not a chapter: no {spec.relative_to(ROOT)}, no mutations to run")
+        if args.mutations and (chapter or spec.is_file()):
             if not spec.is_file():
                 problems.append(missing_mutations(page))
             caught = 0

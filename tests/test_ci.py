@@ -358,6 +358,7 @@ def test_codeowners_cover_the_enforcement_paths():
     for path in (
         "/book/_ext/",
         "/book/byhand.py",
+        "/book/figures.py",
         "/tests/",
         "/.github/",
         "/Makefile",

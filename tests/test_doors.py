@@ -152,6 +152,14 @@ CODE_DOORS = {
         "claims True, which holds whatever",
     ),
     "a constant claim": ("claim('one is one', 1 == 1)", "claims 1 == 1"),
+    # book/figures.py is protected as byhand is
+    "redefine a figure": ("def paths_figure(*a):\n    pass", "rebinds 'paths_figure'"),
+    "rebind figures": ("figures = None", "rebinds 'figures'"),
+    "rename figures": ("import figures as f", "imports figures under another name"),
+    "rename a figure": ("from figures import sum_figure as s", "keep figures's names"),
+    "patch figures": ("import figures\nfigures.compare = print", "assigns to figures.compare"),
+    "getattr of figures": ("import figures\nf = getattr(figures, 'paths_figure')", "getattr"),
+    "check through figures": ("import figures\nc = figures.check", "uses figures.check as a value"),
 }
 
 
@@ -167,6 +175,7 @@ def test_ordinary_page_code_is_not_refused():
         import torch
         from byhand import GradientMismatch, check, claim, compare, fd_check, start_chapter
         from torch.func import jacrev
+        from figures import paths_figure
         import matplotlib.pyplot as plt
         start_chapter("9 · Fine")
         W = torch.randn(3, 2, requires_grad=True)
@@ -441,12 +450,20 @@ def test_code_cell_examples_in_literal_blocks_are_not_cells():
 
 def test_a_module_beside_byhand_is_refused(tmp_path):
     (tmp_path / "book").mkdir()
-    for name in ("byhand.py", "torch.py", "01-a.md", "01-a.ipynb"):
+    for name in ("byhand.py", "figures.py", "torch.py", "01-a.md", "01-a.ipynb"):
         (tmp_path / "book" / name).write_text("")
     found = "\n".join(guard_lint.stray_files(tmp_path / "book"))
     assert "book/torch.py: pages run with book/ as their working directory" in found
     assert "book/01-a.ipynb sits beside 01-a.md" in found
-    assert not any(line.startswith("book/byhand.py") for line in found.splitlines())
+    assert not any(
+        line.startswith(("book/byhand.py", "book/figures.py")) for line in found.splitlines()
+    )
+
+
+def test_the_names_of_both_helper_modules_are_owned():
+    owned = guard_lint.byhand_names()
+    assert {"check", "fd_check", "GradientMismatch", "paths_figure", "sum_figure"} <= owned
+    assert guard_lint.HELPERS == ("byhand", "figures")
 
 
 def test_page_problems_name_the_page_line_and_cell(tmp_path):

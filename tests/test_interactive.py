@@ -1,4 +1,4 @@
-"""Chapter 2's interactive figures in a real browser (book/byhand.py writes them,
+"""Chapter 2's interactive figures in a real browser (book/figures.py writes them,
 book/_static/byhand-figures.js only displays their numbers).
 
 Uses tests/test_browser.py's fixtures: the book built once for the session, served on
@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from byhand import _fmt as fmt
+from figures import _fmt as fmt
 from test_browser import (  # noqa: F401  (fixtures)
     AXE,
     PAGES,

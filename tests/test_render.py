@@ -85,7 +85,7 @@ def themed(tmp_path_factory) -> Built:
             "See {eq}`eq-g`. Again $X^\\top G$, the same glyphs.\n\n"
             "## Section with $W$\n\nText.\n"
         ),
-        # an interactive figure as book/byhand.py writes it, and a page that only quotes its mark
+        # an interactive figure as book/figures.py writes it, and a page that only quotes its mark
         "figure": '# Figure\n\n```{raw} html\n<figure class="bh-fig" data-byhand-figure="sum"></figure>\n```\n',
         "quoted": "# Quoted\n\nThe attribute `data-byhand-figure` marks a figure.\n",
     }
@@ -271,10 +271,12 @@ def test_first_paint_waits_for_the_article_bar(themed):
 def test_only_pages_with_a_figure_load_its_script(themed):
     """byhand-figures.js (chapter 2's interactive figures) loads, deferred, on a page with a
     figure, and nowhere else: not on a page that mentions the attribute in its text."""
-    import byhand
+    import figures
     import pages
 
-    assert pages.FIGURE_MARK == byhand.FIGURE_MARK, "the helper and the extension agree on the mark"
+    assert pages.FIGURE_MARK == figures.FIGURE_MARK, (
+        "the figures and the extension agree on the mark"
+    )
     script = re.compile(
         r'<script defer="defer" src="_static/byhand-figures\.js(\?v=[0-9a-f]+)?"></script>'
     )

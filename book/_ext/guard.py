@@ -12,7 +12,8 @@ keeps that promise against everything a page could do without touching ``byhand.
 * a page with ``{code-cell}`` blocks but no jupytext header (myst-nb would render it
   without running it), or a code cell that myst-nb would never run (inside a dropdown,
   a list, a ``:::`` fence);
-* a module in ``book/`` beside ``byhand.py``, which would shadow an import of every page;
+* a module in ``book/`` other than ``byhand.py`` and ``figures.py``, which would shadow an
+  import of every page;
 * execution settings that weaken the build, in ``_config.yml`` or in a page, a cell tag
   that skips a cell, a kernel other than ``python3``, and the page code that skips,
   swallows, loosens or rewrites a check (``guard_lint.py`` lists every rule and why).
@@ -162,10 +163,9 @@ def problems(
     config = config or guard_lint.md_config(srcdir)
     found = toc_problems(srcdir, toc_path, book_dir)
     found += guard_lint.stray_files(srcdir / book_dir)
-    owned = (
-        guard_lint.byhand_names(srcdir / book_dir / "byhand.py")
-        if (srcdir / book_dir / "byhand.py").is_file()
-        else guard_lint.byhand_names()
+    book = srcdir / book_dir
+    owned = guard_lint.byhand_names(
+        book if all((book / f"{m}.py").is_file() for m in guard_lint.HELPERS) else guard_lint.BOOK
     )
     for doc in dict.fromkeys(toc_documents(toc_path)):
         page = srcdir / f"{doc}.md"
@@ -284,7 +284,7 @@ def check_structure(app: Sphinx) -> None:
     }
 
 
-# --- while reading: the badge, and byhand as every page's dependency -------------------
+# --- while reading: the badge, and the helpers as every page's dependency --------------
 
 
 def executed_notebook(app: Sphinx, docname: str) -> Path:
@@ -300,11 +300,14 @@ def _exec_data(app: Sphinx, docname: str):
 
 
 def depend_on_helpers(app: Sphinx, doctree) -> None:
-    """Every page that runs code depends on byhand.py: when it changes, an incremental
-    build (the live preview) re-executes the chapters, not just the edited ones."""
-    helpers = Path(app.srcdir) / "book" / "byhand.py"
-    if helpers.is_file() and _exec_data(app, app.env.docname):
-        app.env.note_dependency(str(helpers))
+    """Every page that runs code depends on byhand.py and figures.py: when one changes, an
+    incremental build (the live preview) re-executes the chapters, not just the edited ones."""
+    if not _exec_data(app, app.env.docname):
+        return
+    for module in guard_lint.HELPERS:
+        helpers = Path(app.srcdir) / "book" / f"{module}.py"
+        if helpers.is_file():
+            app.env.note_dependency(str(helpers))
 
 
 def add_badge(app: Sphinx, doctree: nodes.document) -> None:

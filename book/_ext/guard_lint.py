@@ -32,7 +32,11 @@ from myst_nb.core.read import is_myst_markdown_notebook, read_myst_markdown_note
 from myst_parser.config.main import MdParserConfig
 from myst_parser.parsers.mdit import create_md_parser
 
-BYHAND = Path(__file__).resolve().parents[1] / "byhand.py"
+BOOK = Path(__file__).resolve().parents[1]
+# The modules a page imports from book/: the reader's checks and chapter 2's figures.
+# No other module may sit there (every page runs with book/ as its working directory), and
+# page code may not rebind, rename or patch what these two own.
+HELPERS = ("byhand", "figures")
 
 # --- pages and their cells: the one definition ------------------------------------
 
@@ -48,7 +52,7 @@ def md_config(root: Path | None = None) -> MdParserConfig:
     """The Markdown settings pages are read with: ``_config.yml``'s ``parse`` section
     (the build passes Sphinx's own object instead)."""
     extensions: list[str] = []
-    config = (root or BYHAND.parents[1]) / "_config.yml"
+    config = (root or BOOK.parent) / "_config.yml"
     if config.is_file():
         parsed = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
         extensions = list((parsed.get("parse") or {}).get("myst_enable_extensions") or [])
@@ -131,17 +135,27 @@ def tags(cell) -> list[str]:
     return list(cell.metadata.get("tags", []) or [])
 
 
-# --- the names byhand owns ------------------------------------------------------------
+# --- the names byhand and figures own --------------------------------------------------
 
 
-def byhand_names(path: Path = BYHAND) -> set[str]:
-    """``byhand.__all__``, read without importing torch."""
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
-        ):
-            return set(ast.literal_eval(node.value))
-    raise RuntimeError(f"{path} has no __all__: the guard cannot tell which names byhand owns")
+def byhand_names(book: Path = BOOK) -> set[str]:
+    """The names the helper modules export (``__all__`` of ``book/byhand.py`` and
+    ``book/figures.py``), read without importing torch."""
+    names: set[str] = set()
+    for module in HELPERS:
+        path = book / f"{module}.py"
+        found = None
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            ):
+                found = ast.literal_eval(node.value)
+        if found is None:
+            raise RuntimeError(
+                f"{path} has no __all__: the guard cannot tell which names {module} owns"
+            )
+        names |= set(found)
+    return names
 
 
 # The calls whose records the build counts, and whose tolerances it polices.
@@ -292,7 +306,7 @@ def cell_option_problems(cell, number: int, cell_metadata_key: str = "mystnb") -
 # check, and importlib, builtins, unittest.mock, ctypes, subprocess, pickle, threading,
 # sys, os, contextlib, ... can patch, skip or silence one.
 ALLOWED_IMPORTS = {
-    "byhand", "torch", "numpy", "matplotlib", "sklearn", "math", "cmath", "random",
+    "byhand", "figures", "torch", "numpy", "matplotlib", "sklearn", "math", "cmath", "random",
     "time", "itertools", "functools", "collections", "dataclasses", "typing",
     "statistics", "string", "textwrap", "operator", "fractions", "decimal", "warnings",
     "platform", "struct", "re", "IPython.display", "myst_nb",
@@ -411,8 +425,10 @@ class _Linter(ast.NodeVisitor):
 
     # -- names ----------------------------------------------------------------
     def _binds(self, node: ast.AST, name: str) -> None:
-        if name in self.owned or name == "byhand":
-            self.problem(node, f"rebinds '{name}', which byhand owns (import it from byhand)")
+        if name in self.owned or name in HELPERS:
+            self.problem(
+                node, f"rebinds '{name}', which byhand or figures owns (import it from there)"
+            )
         if name in FORBIDDEN_NAMES:
             self.problem(node, f"defines '{name}': {FORBIDDEN_NAMES[name]}")
 
@@ -490,11 +506,11 @@ class _Linter(ast.NodeVisitor):
             self.problem(node, f"uses '{node.attr}': {FORBIDDEN_NAMES[node.attr]}")
         if (
             isinstance(node.value, ast.Name)
-            and node.value.id == "byhand"
+            and node.value.id in HELPERS
             and node.attr in CHECKS
             and id(node) not in self.call_funcs
         ):
-            self.problem(node, f"uses byhand.{node.attr} as a value; call it directly")
+            self.problem(node, f"uses {node.value.id}.{node.attr} as a value; call it directly")
         self.generic_visit(node)
 
     # -- imports ----------------------------------------------------------------
@@ -506,8 +522,8 @@ class _Linter(ast.NodeVisitor):
                     f"imports {alias.name}, which pages do not use (the "
                     "allowed modules are listed in book/_ext/guard_lint.py)",
                 )
-            if alias.name == "byhand" and alias.asname not in (None, "byhand"):
-                self.problem(node, "imports byhand under another name")
+            if alias.name in HELPERS and alias.asname not in (None, alias.name):
+                self.problem(node, f"imports {alias.name} under another name")
             bound = alias.asname or alias.name.split(".")[0]
             self.modules[bound] = alias.name if alias.asname else bound
             if alias.asname:
@@ -535,11 +551,11 @@ class _Linter(ast.NodeVisitor):
                 continue
             bound = alias.asname or alias.name
             self.modules[bound] = full
-            if module == "byhand":
+            if module in HELPERS:
                 if alias.asname not in (None, alias.name):
                     self.problem(
                         node,
-                        f"imports byhand's {alias.name} as {alias.asname}; keep byhand's names",
+                        f"imports {module}'s {alias.name} as {alias.asname}; keep {module}'s names",
                     )
             else:
                 self._binds(node, bound)
@@ -733,7 +749,7 @@ class _Linter(ast.NodeVisitor):
         direct = isinstance(node.func, ast.Name) or (
             isinstance(node.func, ast.Attribute)
             and isinstance(node.func.value, ast.Name)
-            and node.func.value.id == "byhand"
+            and node.func.value.id in HELPERS
         )
         if direct and name in CHECKS:
             self._check_call(node, name)
@@ -751,8 +767,9 @@ class _Linter(ast.NodeVisitor):
                 self._open(node)
             if node.func.id == "type" and len(node.args) == 3:
                 self.problem(node, "builds a class with type(name, bases, dict)")
-            if node.func.id == "getattr" and node.args and _chain(node.args[0])[:1] == ["byhand"]:
-                self.problem(node, "reads byhand's names with getattr(); import them")
+            module = _chain(node.args[0])[:1] if node.args else []
+            if node.func.id == "getattr" and module and module[0] in HELPERS:
+                self.problem(node, f"reads {module[0]}'s names with getattr(); import them")
             name_given = node.args[1] if len(node.args) > 1 else None
             if (
                 node.func.id in ("getattr", "hasattr")
@@ -1229,7 +1246,7 @@ class _Flow:
         name = chain[-1] if chain else ""
         if name in SHAPE_ONLY:
             return frozenset()
-        if name in PAIRED and (isinstance(node.func, ast.Name) or chain[:-1] == ["byhand"]):
+        if name in PAIRED and (isinstance(node.func, ast.Name) or chain[:-1] in ([h] for h in HELPERS)):
             self._check(node, name)
         keys = frozenset().union(
             *(self.expr(a) for a in [*node.args, *(k.value for k in node.keywords)])
@@ -1515,11 +1532,11 @@ def stray_files(book: Path) -> list[str]:
     """Files in ``book/`` that would shadow a module every page imports, or a page."""
     found = []
     for path in sorted(book.glob("*.py")):
-        if path.name != "byhand.py":
+        if path.stem not in HELPERS:
             found.append(
                 f"{path.relative_to(book.parent).as_posix()}: pages run with book/ as their "
                 "working directory, so this module would shadow any module of that name "
-                "(helpers belong in book/byhand.py)"
+                "(helpers belong in book/byhand.py, figures in book/figures.py)"
             )
     for path in sorted(book.glob("*.ipynb")):
         if path.with_suffix(".md").is_file():

@@ -14,7 +14,7 @@
   dropped (live code is off; the launch buttons are plain links), and every script is
   deferred, so none delays the first paint. ``documentation_options.js`` is inlined
   instead (the inline snippets after it use its global at once). A page with an
-  interactive figure (``data-byhand-figure``, from book/byhand.py) also loads
+  interactive figure (``data-byhand-figure``, from book/figures.py) also loads
   ``byhand-figures.js``; no other page does.
 * One stylesheet per page instead of ten (one of which ``@import``s another), in the
   book's theme (other themes keep their own links): each is render-blocking, and on
@@ -54,7 +54,7 @@ ICON_FONTS = ("fa-solid-900", "fa-brands-400")
 ICON_FONT_DIR = "_static/vendor/fontawesome/webfonts"
 DROPPED_CSS = ("sphinx-thebe.css",)
 INLINED_JS = "documentation_options.js"
-# Interactive figures (book/byhand.py marks each with this attribute): their script is
+# Interactive figures (book/figures.py marks each with this attribute): their script is
 # loaded by the pages that have one, and only by them.
 FIGURE_MARK = "data-byhand-figure"
 FIGURE_JS = "_static/byhand-figures.js"

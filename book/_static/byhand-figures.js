@@ -1,4 +1,4 @@
-// Chapter 2's interactive figures. book/byhand.py writes each figure's markup (every cell
+// Chapter 2's interactive figures. book/figures.py writes each figure's markup (every cell
 // and value, so it reads without this script) and its numbers and texts as a JSON island,
 // after checking them against autograd. This script only shows them: it computes nothing.
 // Loaded only on pages that have a figure (book/_ext/pages.py).
