@@ -673,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
                 problem = mutation_problem(result, m)
                 caught += problem is None
                 if problem:
-                    problems.append(f"mutation {m.id}: {problem}")
+                    problems.append(Located(f"mutation {m.id}: {problem}", find_line(page, m)))
             replayed = sum(out.replayed is not None for out in result.mutations.values())
             note = (
                 f" ({replayed} replayed after a cell that leaves a thread running)"
@@ -687,9 +687,41 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "every stub fails its check" if not found else "PROBLEMS"
             print(f"  without the solutions: {verdict}")
         for problem in problems:
-            print(f"  FAIL {problem}")
+            print(located(page, problem))
         status |= bool(problems)
     return status
+
+
+class Located(str):
+    """A problem and the page line it is about."""
+
+    def __new__(cls, text: str, line: int | None):
+        found = super().__new__(cls, text)
+        found.page_line = line
+        return found
+
+
+def find_line(page: Path, mutation: Mutation) -> int | None:
+    """The page line where a mutation's ``find`` starts."""
+    text = page.read_text(encoding="utf-8")
+    return text.count("\n", 0, text.index(mutation.find)) + 1 if mutation.find in text else None
+
+
+def located(page: Path, problem: str) -> str:
+    """A problem as the build reports it (book/_ext/guard_report.py): on the page's line,
+    ``book/x.md:12: ...`` (editors link it), or GitHub's ``::error`` in GitHub Actions."""
+    from guard_lint import page_line
+    from guard_report import Failure
+
+    line = getattr(problem, "page_line", None)
+    if line is None and getattr(problem, "cell", None):
+        line = page_line(page, problem.cell, problem.line)
+    try:
+        where = page.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        where = str(page)
+    first, *rest = f"FAIL {problem.removeprefix('failed: ')}".splitlines()
+    return "\n".join([Failure(where, line, first).annotation(), *(f"    {r}" for r in rest)])
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import textwrap
 from dataclasses import fields
 from types import SimpleNamespace
@@ -31,16 +29,16 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
+import books
 import guard
 import guard_kernels
 import guard_lint
 import guard_run
+from books import HEADER, START, code, page
 from conftest import ROOT, mini_book, run_build
 from guard_run import InternalsChanged
 
-HEADER = (ROOT / "book" / "_template.md").read_text().split("---\n", 2)[1]
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
-START = "import torch\nfrom byhand import check, claim, start_chapter\nstart_chapter('9 · Doors')"
 
 
 def lint(source: str) -> str:
@@ -805,14 +803,6 @@ def test_the_badge_counts_every_record_and_dates_the_build(monkeypatch):
 # --- the doors in real builds ---------------------------------------------------------------
 
 
-def page(title: str, *cells: str, front: str = "") -> str:
-    return f"---\n{HEADER}{front}---\n# {title}\n\n" + "".join(cells)
-
-
-def code(source: str, options: str = "") -> str:
-    return f"```{{code-cell}} ipython3\n{options}{textwrap.dedent(source).strip()}\n```\n\n"
-
-
 REFUSED_PAGES = {
     "09-mode": (
         page("Mode", code(START), front="mystnb:\n  execution_mode: 'off'\n"),
@@ -875,8 +865,26 @@ def test_refused_doors_stop_the_build_before_anything_runs(tmp_path):
     (book / "book" / "20-orphan.md").write_text("# Not in the TOC\n")
     with (book / "_toc.yml").open("a") as toc:
         toc.write("  - file: book/21-gone\n")
-    build = run_build(book)
+    summary = tmp_path / "job-summary.md"
+    build = run_build(book, env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
     assert build.returncode != 0 and "Book structure error" in build.log, build.log[-3000:]
+    # on the pull request: each refusal an annotation on its page's line, and the summary
+    found = books.annotations(build.log)
+    itself = (book / "book" / "18-itself.md").read_text()
+    assert (
+        books.line_of(itself, "check({'dL/dW': (W_g, W.grad)})"),
+        "code cell 4 checks 'dL/dW' with a manual side computed from W.grad, the gradient it "
+        "is compared with: the check compares autograd with itself and passes whatever the "
+        "formula",
+    ) in found["book/18-itself.md"]
+    assert found["book/17-no-header.md"] == [
+        (None, "has code cells but no jupytext header, so its cells would never run (copy the "
+         "header from book/_template.md)")
+    ]  # fmt: skip
+    assert set(found) >= {f"book/{stem}.md" for stem in REFUSED_PAGES}
+    text = summary.read_text()
+    assert text.startswith("## The book was refused before any page ran")
+    assert "- `book/17-no-header.md`: has code cells but no jupytext header" in text
     for stem, (_, message) in REFUSED_PAGES.items():
         assert re.search(rf"book/{stem}\.md(:\d+)?: .*{re.escape(message)}", build.log), (
             stem,
@@ -897,61 +905,49 @@ def test_prose_pages_need_no_header_and_pass(tmp_path):
     assert guard.problems(book, book / "_toc.yml") == []
 
 
-RUN_TIME_PAGES = {
-    "09-name-error": code("undefined_name", ":tags: [raises-exception]\n"),
-    "10-wrong-type": code(
-        "assert torch.equal(torch.ones(2), torch.zeros(2))", ":tags: [raises-exception]\n"
-    ),
-    "11-silent": code(
-        "check({'dL/dx': (torch.ones(2), torch.ones(2) * 1.0)})", ":tags: [raises-exception]\n"
-    ),
-    "12-declared": code(
-        "assert torch.equal(torch.ones(1), torch.ones(()))",
-        "---\ntags: [raises-exception]\nraises: AssertionError\n---\n",
-    ),
-    "13-demo": code(
-        "check({'dL/dx': (torch.zeros(2), torch.ones(2))})", ":tags: [raises-exception]\n"
-    ),
-    "14-never-called": code(
-        "def verify():\n    check({'dL/dx': (torch.ones(2), torch.full((2,), 1.0))})"
-    ),
-}
-
-
 @pytest.mark.build
-def test_run_time_doors_fail_the_build_without_W(tmp_path):
-    """The live preview's build (no -W): the guard fails it from its own record."""
-    good = code(
-        "x = torch.ones(3)\ncheck({'dL/dx': (x * 2, x + x), 'dL/dy': (x, x * 1.0)})\n"
-        "claim('ones are ones', torch.equal(x, torch.ones(3)))"
+def test_run_time_doors_fail_the_build_without_W(failing_book):
+    """The live preview's build (no -W) of tests/books.py's failing book: the guard fails
+    it from its own record, each page on the line where its door is."""
+    build, out = failing_book.build, failing_book.out
+    assert build.returncode != 0, build.log[-3000:]
+    found = books.annotations(build.log)
+
+    def at(stem: str, needle: str) -> int:
+        text = (build.root / "book" / f"{stem}.md").read_text()
+        return books.line_of(text, needle)
+
+    assert found["book/13-name-error.md"] == [
+        (
+            at("13-name-error", "undefined_name"),
+            "code cell 2 should fail with GradientMismatch but raised NameError: name "
+            "'undefined_name' is not defined",
+        )
+    ]
+    (line, message), *_ = found["book/14-wrong-type.md"]
+    assert line == at("14-wrong-type", "assert torch.equal(torch.ones(2)")
+    assert message.startswith(
+        "code cell 2 should fail with GradientMismatch but raised AssertionError"
     )
-    pages = {stem: page(stem, code(START), cells, good) for stem, cells in RUN_TIME_PAGES.items()}
-    book = mini_book(tmp_path, pages)
-    proc = subprocess.run(
-        [sys.executable, str(book / "scripts" / "preview.py"), "--build-only", "--root", str(book)],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    assert "declare it: 'raises: AssertionError'" in message
+    assert found["book/15-silent.md"] == [
+        (
+            at("15-silent", "check({'dL/dx': (torch.ones(2), torch.ones(2) * 1.0)})"),
+            "code cell 2 is tagged raises-exception but did not raise: a demonstration of a "
+            "wrong formula must really fail its check",
+        )
+    ]
+    (line, message), *_ = found["book/18-never-called.md"]
+    assert line == at("18-never-called", "    check({'dL/dx'")
+    assert message.startswith("code cell 2, line 2: check(...) never ran, so it checks nothing")
+    assert "book/16-declared.md" not in found, "a declared AssertionError was refused"
+    assert "book/17-demo.md" not in found, "a demonstration failing its check was refused"
+    assert not re.search(r"16-declared\.md:\d*:? ?WARNING", build.log), (
+        "myst-nb warned about 'raises:'"
     )
-    log = proc.stdout + proc.stderr
-    assert proc.returncode != 0, log[-3000:]
-    assert (
-        "book/09-name-error.md: code cell 2 should fail with GradientMismatch but raised NameError"
-        in log
-    )
-    assert (
-        "book/10-wrong-type.md: code cell 2 should fail with GradientMismatch but raised "
-        "AssertionError"
-    ) in log and "declare it: 'raises: AssertionError'" in log
-    assert "book/11-silent.md: code cell 2 is tagged raises-exception but did not raise" in log
-    assert "book/14-never-called.md: code cell 2, line 2: check(...) never ran" in log
-    assert "12-declared.md: code cell" not in log, "a declared AssertionError was refused"
-    assert "13-demo.md: code cell" not in log, "a demonstration failing its check was refused"
-    assert not re.search(r"12-declared\.md:\d*:? ?WARNING", log), "myst-nb warned about 'raises:'"
     # every page still got its badge, counted from its own records
-    out = book / "_build" / "preview"
-    html = (out / "html" / "book" / "12-declared.html").read_text()
-    notebook = nbformat.read(out / "jupyter_execute" / "book" / "12-declared.ipynb", as_version=4)
+    html = (out / "html" / "book" / "16-declared.html").read_text()
+    notebook = nbformat.read(out / "jupyter_execute" / "book" / "16-declared.ipynb", as_version=4)
     records = [
         o.metadata["byhand"]
         for c in notebook.cells
@@ -966,4 +962,36 @@ def test_run_time_doors_fail_the_build_without_W(tmp_path):
     )
     assert sum(len(r["quantities"]) for r in records if r["kind"] == "check") == 2
     runs = json.loads((out / "execution.json").read_text())
-    assert all(run["succeeded"] for run in runs.values()), runs
+    assert all(runs[f"book/{stem}"]["succeeded"] for stem in books.RUN_TIME_DOORS), runs
+
+
+# --- where a failure is reported ------------------------------------------------------------
+
+
+def test_a_failure_is_an_annotation_in_github_actions_and_file_line_elsewhere(monkeypatch):
+    import guard_report
+
+    failure = guard_report.Failure(
+        "book/02-x.md", 120, "GradientMismatch: [2 · X] dL/dW: 50% off, a:b\nthe rest"
+    )
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    assert failure.annotation() == "book/02-x.md:120: GradientMismatch: [2 · X] dL/dW: 50% off, a:b"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert failure.annotation() == (
+        "::error file=book/02-x.md,line=120,title=GradientMismatch::"
+        "GradientMismatch: [2 · X] dL/dW: 50%25 off, a:b"
+    )
+    refused = guard_report.Failure.parse("book/09-a.md:7: code cell 2 rebinds 'check'")
+    assert (refused.path, refused.line, refused.message) == (
+        "book/09-a.md",
+        7,
+        "code cell 2 rebinds 'check'",
+    )
+    assert refused.annotation() == (
+        "::error file=book/09-a.md,line=7,title=Build guard::code cell 2 rebinds 'check'"
+    )
+    toc = guard_report.Failure.parse(
+        "_toc.yml lists 'book/21-gone', but there is no book/21-gone.md"
+    )
+    assert (toc.path, toc.line) == ("_toc.yml", None)
+    assert toc.annotation().startswith("::error file=_toc.yml,title=Build guard::lists ")

@@ -9,7 +9,7 @@
 * no tracked .ipynb carries outputs;
 * every chapter has >= 2 ``solution`` cells, each followed by an ``exercise-check`` cell;
 * no measured number is typed in the prose;
-* no code line a reader sees is wider than the code column at 1280 px;
+* no code line a reader sees (folded or not) is wider than the code column at 1280 px;
 * ``_config.yml`` loads the guard (a build without it would check nothing of the above).
 
 Each check is a function of the book's root that returns a list of problems, so the
@@ -385,7 +385,7 @@ def test_checks_name_every_offending_file(tmp_path):
         "```{code-cell} ipython3\n:tags: [hide-input, solution]\nx = 1\n```\n\n"
         "```{code-cell} ipython3\nplt.show()\n```\n\n"
         "```{code-cell} ipython3\n:tags: [hide-input]\n"
-        f"x = {'1' * 87}\n"  # 91 columns, folded: a reader who unfolds it sees it
+        f"x = {'1' * 87}\n"  # 91 columns, folded: a reader who unfolds it sees it scroll
         "```\n\n"
         "```{code-cell} ipython3\n:tags: [remove-input]\n"
         f"y = {'1' * 87}\n"  # never shown

@@ -22,9 +22,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+import books
 import new_chapter as new_chapter_script
 import preview
-from conftest import ROOT, chapters, copy_book, mini_book, repo_copy, stub_pages, toc_docs
+from books import executed
+from conftest import ROOT, chapters, copy_book, repo_copy, stub_pages, toc_docs
 
 NEXT = max(int(c.name[:2]) for c in chapters()) + 1  # the number a new chapter gets
 NAME = f"{NEXT:02d}-weight-decay"
@@ -343,19 +345,6 @@ def test_the_scaffold_template_is_what_a_contributor_starts_from():
 # --- the live preview ----------------------------------------------------------------------
 
 
-def preview_build(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(root / "scripts" / "preview.py"), "--root", str(root), "--build-only"],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-
-
-def executed(log: str) -> list[str]:
-    return sorted(Path(p).stem for p in re.findall(r"(\S+)\.md: Executed notebook", log))
-
-
 def test_preview_config_loads_the_book_extensions(book):
     conf = preview.write_conf(book).read_text()
     assert "book/_ext" in conf and "'guard'" in conf
@@ -364,26 +353,16 @@ def test_preview_config_loads_the_book_extensions(book):
 
 
 @pytest.mark.build
-def test_preview_re_executes_only_the_edited_chapter(tmp_path):
-    template = (ROOT / "book" / "_template.md").read_text()
-    chapters = ["01-first", "02-second"]
-    pages = {
-        stem: template.replace("{{TITLE}}", f"{n} · A chapter")
-        for n, stem in enumerate(chapters, 1)
-    }
-    book = mini_book(tmp_path / "book", pages)
-    first = preview_build(book)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert executed(first.stdout + first.stderr) == chapters
-    assert (book / "_build" / "preview" / "html" / "book" / f"{chapters[0]}.html").is_file()
-    again = preview_build(book)
-    assert again.returncode == 0 and executed(again.stdout + again.stderr) == []
-    page = book / "book" / f"{chapters[-1]}.md"
-    text = page.read_text()
-    heading = re.search(r"^# .*\n", text, re.M).end()
-    page.write_text(text[:heading] + "\nA sentence added by the test.\n" + text[heading:])
-    edited = preview_build(book)
-    assert edited.returncode == 0, edited.stderr[-3000:]
-    assert executed(edited.stdout + edited.stderr) == [chapters[-1]]
-    html = (book / "_build" / "preview" / "html" / "book" / f"{chapters[-1]}.html").read_text()
-    assert "A sentence added by the test." in html
+def test_preview_re_executes_only_the_edited_chapter(passing_book):
+    """tests/books.py's passing book, built three times by the preview: everything, then
+    nothing (nothing changed), then only the chapter the test edited."""
+    first, again, edited = passing_book.previews
+    code_pages = ["01-first", "02-second", "03-plots", "04-good"]
+    assert first.returncode == 0, first.log[-3000:]
+    assert executed(first.log) == code_pages
+    assert (passing_book.preview_html / "book" / "01-first.html").is_file()
+    assert again.returncode == 0 and executed(again.log) == []
+    assert edited.returncode == 0, edited.log[-3000:]
+    assert executed(edited.log) == [books.CHAPTERS[-1]]
+    html = (passing_book.preview_html / "book" / f"{books.CHAPTERS[-1]}.html").read_text()
+    assert books.EDITED in html

@@ -1246,7 +1246,9 @@ class _Flow:
         name = chain[-1] if chain else ""
         if name in SHAPE_ONLY:
             return frozenset()
-        if name in PAIRED and (isinstance(node.func, ast.Name) or chain[:-1] in ([h] for h in HELPERS)):
+        if name in PAIRED and (
+            isinstance(node.func, ast.Name) or chain[:-1] in ([h] for h in HELPERS)
+        ):
             self._check(node, name)
         keys = frozenset().union(
             *(self.expr(a) for a in [*node.args, *(k.value for k in node.keywords)])
@@ -1483,7 +1485,7 @@ def located_cells(text: str, notebook) -> list[tuple[nbformat.NotebookNode, int,
 
 def page_line(page: Path, cell: int, line: int | None = None) -> int | None:
     """The page line of line ``line`` (1-based) of code cell ``cell`` (1-based), or of the
-    cell's fence without a line; None if the page has no such cell."""
+    cell's first line of code without a line; None if the page has no such cell."""
     text = page.read_text(encoding="utf-8")
     try:
         located = located_cells(text, read_notebook(page))
@@ -1492,7 +1494,7 @@ def page_line(page: Path, cell: int, line: int | None = None) -> int | None:
     if not 0 < cell <= len(located):
         return None
     _, fence, start = located[cell - 1]
-    return start + line if line else fence
+    return start + (line or 1)
 
 
 # Columns of code that fit the book's code blocks at 1280 px: the column is 708 px wide and
@@ -1504,8 +1506,9 @@ UNSEEN_TAGS = {"remove-input", "remove-cell"}  # the reader never sees these cel
 
 
 def wide_code_lines(text: str, config: MdParserConfig | None = None) -> list[tuple[int, str]]:
-    """The lines of code a reader sees (folded ones too) that are wider than
-    :data:`CODE_COLUMNS`, as (page line, the line)."""
+    """The lines of code a reader sees (folded ones too: a folded cell is laid out, and
+    scrolls, before it is opened) that are wider than :data:`CODE_COLUMNS`, as (page line,
+    the line)."""
     if not has_code_cells(text, config) or not is_myst_markdown_notebook(text):
         return []
     notebook = read_myst_markdown_notebook(text, config or md_config(), add_source_map=True)

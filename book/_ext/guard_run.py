@@ -259,6 +259,7 @@ class Tally:
     other: int = 0  # other results compared with a second computation by check()
     fd: int = 0  # backward passes compared with finite differences by fd_check()
     claims: int = 0  # sentences about PyTorch asserted by claim()
+    demonstrations: int = 0  # raises-exception cells that failed as they declare
     torch: tuple[str, ...] = ()
 
     @property
@@ -270,6 +271,9 @@ def tally(notebook) -> Tally:
     count = Tally()
     versions = []
     for cell in _code(notebook):
+        errors = _errors(cell)
+        if "raises-exception" in guard_lint.tags(cell) and errors:
+            count.demonstrations += errors[0]["ename"] in guard_lint.declared_raises(cell)
         for record in records(cell):
             n = len(record["quantities"])
             if record["kind"] == "check" and record.get("reference") == "autograd":
