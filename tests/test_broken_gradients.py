@@ -233,7 +233,9 @@ def runner_test(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(run_chapter, "guard_refusals", but_threading)
-        return run(page, list(cases.values()), cwd=ROOT / "book", timeout=3), cases
+        # 10 s per cell: "a timeout" sleeps 30 s; the profiler's first use in cell 7 took
+        # over 3 s on a loaded machine, and the whole page failed there
+        return run(page, list(cases.values()), cwd=ROOT / "book", timeout=10), cases
 
 
 def test_the_test_page_passes(runner_test):

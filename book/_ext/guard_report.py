@@ -53,7 +53,7 @@ class Failure:
 
     def annotation(self) -> str:
         """The failure as GitHub Actions' ``::error`` command, or as ``path:line: message``."""
-        message = " ".join(self.message.split("\n")[0].split())  # one line
+        message = self.message.split("\n")[0].strip()  # one line
         if os.environ.get("GITHUB_ACTIONS") != "true":
             return f"{self.where}: {message}" if self.path else message
         title = message.split(":")[0] if re.match(r"^\w+(Error|Mismatch|Claim):", message) else ""
@@ -104,7 +104,7 @@ def summary(rows: list[Row], failures: list[Failure], title: str) -> str:
     if failures:
         lines += ["", f"### {len(failures)} failure(s), each on its line", ""]
         lines += [
-            f"- `{f.where}`: {' '.join(f.message.splitlines()[0].split())}"
+            f"- `{f.where}`: {f.message.splitlines()[0].strip()}"
             if f.path
             else f"- {f.message}"
             for f in failures
