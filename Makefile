@@ -47,7 +47,7 @@ help:
 	@echo "make serve     serve the last build of _build/html on http://127.0.0.1:$(PORT)"
 	@echo "make chapter NAME=my-topic TITLE='My topic'   new chapter from the template, numbered"
 	@echo "               after the last one and listed after it in _toc.yml, with its mutations"
-	@echo "make bench     run the test suite once; print its wall time and five slowest tests"
+	@echo "make bench     run the test suite once; print its wall and CPU time (by test module)"
 	@echo "make bench-build print build-speed figures (clean build, per chapter, rebuilds)"
 	@echo "make lighthouse print Lighthouse figures for every page of the last build"
 	@echo "make linkcheck check every link of the book (executes no chapter)"

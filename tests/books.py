@@ -13,7 +13,8 @@ page's outcome in them:
   its own, with its own error line, annotation and summary row;
 * the **passing book**, built strictly with an empty matplotlib cache (a new machine),
   then three times by the live preview (everything, nothing, the one page edited), then
-  strictly again after a gradient was broken (no cache may hide it).
+  strictly again after a gradient was broken (no cache may hide it). Two pages run code:
+  each build pays a kernel (and torch's import) per page that runs.
 
 Each builder is a function of a folder, so that a test can also build a book of its own.
 """
@@ -288,16 +289,12 @@ Folded text with $W$.
 W_g = X.t() @ G  # (n_in, n_out): a code block that fits at 1280 px without scrolling
 ```
 """
-CHAPTERS = ["01-first", "02-second"]  # from the template, for the preview's incremental build
 PASSING_PAGES = {
-    **{
-        stem: TEMPLATE.replace("{{TITLE}}", f"{n} · A chapter")
-        for n, stem in enumerate(CHAPTERS, 1)
-    },
-    "03-plots": COLD_CACHE_PAGE,
-    "04-good": GOOD,
+    "01-plots": COLD_CACHE_PAGE,  # the page the test edits between two preview builds
+    "02-good": GOOD,  # the page that gets its wrong gradient back before the last build
     "preview-page": PREVIEW_PAGE,
 }
+EDITED_PAGE, BROKEN_PAGE = "01-plots", "02-good"
 EDITED = "A sentence added by the test."
 
 
@@ -310,7 +307,7 @@ class PassingBook:
     book_runs: dict  # its _build/execution.json
     previews: list[Build]  # everything, nothing, the edited page
     first_preview_html: Path  # a copy of the first preview's HTML, as a fresh preview shows
-    rebuilt: Build  # make book's build after 04-good got its wrong gradient back
+    rebuilt: Build  # make book's build after 02-good got its wrong gradient back
 
     @property
     def preview_html(self) -> Path:
@@ -333,11 +330,11 @@ def build_passing_book(dest: Path) -> PassingBook:
     if (root / "_build" / "preview" / "html").is_dir():
         shutil.copytree(root / "_build" / "preview" / "html", first_preview_html)
     previews.append(preview_build(root, env))
-    edited = root / "book" / f"{CHAPTERS[-1]}.md"
+    edited = root / "book" / f"{EDITED_PAGE}.md"
     text = edited.read_text()
     heading = re.search(r"^# .*\n", text, re.M).end()
     edited.write_text(text[:heading] + f"\n{EDITED}\n" + text[heading:])
     previews.append(preview_build(root, env))
-    (root / "book" / "04-good.md").write_text(WRONG)
+    (root / "book" / f"{BROKEN_PAGE}.md").write_text(WRONG)
     rebuilt = run_build(root, env=env)
     return PassingBook(root, mpl, book, book_html, book_runs, previews, first_preview_html, rebuilt)

@@ -185,7 +185,7 @@ def test_rebuilding_after_breaking_a_gradient_fails(passing_book):
     assert "BUILD FAILED" in second.log
     line = books.line_of(books.WRONG, 'check({"dL/dW": (X.t() @ G * 1.001')
     assert (
-        f"book/04-good.md:{line}: GradientMismatch: [9 · Broken on purpose] dL/dW"
+        f"book/{books.BROKEN_PAGE}.md:{line}: GradientMismatch: [9 · Broken on purpose] dL/dW"
         in failed_lines(second.log)[0]
     )
     assert "::error" not in second.log
