@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     # pytest's "slowest N durations" section (conftest's --cpu-durations has the same form)
-    start = next(
-        (i for i, line in enumerate(lines) if "slowest" in line and "durations" in line), len(lines)
-    )
-    slowest = [m for line in lines[start:] if (m := DURATION.match(line.strip()))][:SLOWEST]
+    # the session's own section: the last one (a test's output may quote another pytest's)
+    starts = [i for i, line in enumerate(lines) if re.match(r"^=+ slowest \d+ durations", line)]
+    start = starts[-1] if starts else len(lines)
+    slowest = [m for line in lines[start + 1 :] if (m := DURATION.match(line.strip()))][:SLOWEST]
     summary = next(
         (line for line in reversed(lines) if re.search(r"\b(passed|failed)\b", line)), ""
     )
@@ -91,7 +91,8 @@ CPU_LINE = re.compile(r"^\s*(?P<s>\d+\.\d+)s (?:setup|call|teardown)\s+(?P<test>
 
 def cpu_by_module(lines: list[str]) -> dict[str, float]:
     """conftest's --cpu-durations section, summed by test module."""
-    start = next((i for i, line in enumerate(lines) if "most CPU time" in line), None)
+    starts = [i for i, line in enumerate(lines) if re.match(r"^=+ most CPU time", line)]
+    start = starts[-1] if starts else None
     found: dict[str, float] = {}
     for line in lines[start + 1 :] if start is not None else []:
         if line.startswith("="):

@@ -8,9 +8,10 @@ page's outcome in them:
 * the **failing book**, built the live preview's way (no ``-W``: the guard must fail it
   on its own) as GitHub Actions would (``GITHUB_ACTIONS``, ``GITHUB_STEP_SUMMARY``): a
   wrong gradient, a wrong gradient in a function another cell calls, a false claim, a
-  cell over the timeout, and the run-time doors (a demonstration that raises the wrong
-  type or nothing, a check that never runs), beside pages that pass. Each page fails on
-  its own, with its own error line, annotation and summary row;
+  cell over the timeout (each stops its page, so each has one), and one page of run-time
+  doors (demonstrations that raise the wrong type or nothing, a check that never runs,
+  beside demonstrations that are fine): each failure with its own error line, annotation
+  and summary row. (Every page that runs costs a kernel and torch's import.)
 * the **passing book**, built strictly with an empty matplotlib cache (a new machine),
   then three times by the live preview (everything, nothing, the one page edited), then
   strictly again after a gradient was broken (no cache may hide it). Two pages run code:
@@ -201,32 +202,34 @@ GOOD_CELL = code(
     "x = torch.ones(3)\ncheck({'dL/dx': (x * 2, x + x), 'dL/dy': (x, x * 1.0)})\n"
     "claim('ones are ones', torch.equal(x, torch.ones(3)))"
 )
-# Doors a page could use that only the run shows (tests/test_doors.py asserts them).
+# Doors a page could use that only the run shows (tests/test_doors.py asserts them): cells
+# that do not stop the page, so they share one, each found on its own line.
 RUN_TIME_DOORS = {
-    "13-name-error": code("undefined_name", ":tags: [raises-exception]\n"),
-    "14-wrong-type": code(
+    "a NameError for a demonstration": code("undefined_name", ":tags: [raises-exception]\n"),
+    "an AssertionError not declared": code(
         "assert torch.equal(torch.ones(2), torch.zeros(2))", ":tags: [raises-exception]\n"
     ),
-    "15-silent": code(
+    "a demonstration that does not raise": code(
         "check({'dL/dx': (torch.ones(2), torch.ones(2) * 1.0)})", ":tags: [raises-exception]\n"
     ),
-    "16-declared": code(
+    "a declared AssertionError (fine)": code(
         "assert torch.equal(torch.ones(1), torch.ones(()))",
         "---\ntags: [raises-exception]\nraises: AssertionError\n---\n",
     ),
-    "17-demo": code(
+    "a demonstration failing its check (fine)": code(
         "check({'dL/dx': (torch.zeros(2), torch.ones(2))})", ":tags: [raises-exception]\n"
     ),
-    "18-never-called": code(
+    "a check nobody calls": code(
         "def verify():\n    check({'dL/dx': (torch.ones(2), torch.full((2,), 1.0))})"
     ),
 }
+DOORS = page("13-doors", code(START), *RUN_TIME_DOORS.values(), GOOD_CELL)
 FAILING_PAGES = {
     "09-broken": WRONG,
     "10-deep": DEEP,
     "11-false-claim": FALSE_CLAIM,
     "12-slow": SLOW,
-    **{stem: page(stem, code(START), cell, GOOD_CELL) for stem, cell in RUN_TIME_DOORS.items()},
+    "13-doors": DOORS,
 }
 
 

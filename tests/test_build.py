@@ -167,13 +167,12 @@ def test_the_job_summary_has_a_row_per_page_and_each_failure_on_its_line(failing
     assert set(rows) == {"intro", *books.FAILING_PAGES}, rows
     assert rows["intro"] == "0 | 0 | 0 | no code"
     assert rows["09-broken"] == "0 | 0 | 0 | ❌ failed"
-    assert rows["16-declared"] == "2 | 1 | 1 | ✅ passed"  # 2 checked, 1 claim, 1 demonstration
-    assert rows["17-demo"] == "2 | 1 | 1 | ✅ passed"
-    assert rows["15-silent"].endswith("❌ refused")
+    # 2 checked, 1 claim, 2 demonstrations that failed as declared; the guard's findings
+    assert rows["13-doors"] == "2 | 1 | 2 | ❌ refused"
     failures = re.findall(r"^- `(book/[\w-]+\.md):?(\d*)`: (.*)$", summary, re.M)
     broken = books.line_of(books.WRONG, 'check({"dL/dW": (X.t() @ G * 1.001')
     assert ("book/09-broken.md", str(broken)) in {(f, n) for f, n, _ in failures}
-    assert "of 19 pages pass" in summary or "pages pass" in summary
+    assert summary.startswith("## The book's build\n\n1 of 6 pages pass: ")
 
 
 def test_rebuilding_after_breaking_a_gradient_fails(passing_book):
