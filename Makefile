@@ -34,10 +34,12 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --no-emit-pack
 UPGRADE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help book test check format preview serve bench bench-build lighthouse chapter clean lock linkcheck
+.PHONY: help book pdf test check format preview serve bench bench-build lighthouse chapter clean lock linkcheck
 
 help:
 	@echo "make book      build the whole book strictly, from clean, into _build/html"
+	@echo "make pdf       the whole book as one PDF, _build/html/backprop-by-hand.pdf (after make book;"
+	@echo "               needs Chrome or Chromium and poppler's pdfinfo)"
 	@echo "make test      run the whole test suite (builds the book itself, in a temporary folder)"
 	@echo "make check CHAPTER=book/02-batched-backprop.md   the fast inner loop (under a minute):"
 	@echo "               ruff, helper units, repository checks, and that chapter with its"
@@ -49,7 +51,7 @@ help:
 	@echo "               after the last one and listed after it in _toc.yml, with its mutations"
 	@echo "make bench     run the test suite once; print its wall and CPU time (by test module)"
 	@echo "make bench-build print build-speed figures (clean build, per chapter, rebuilds)"
-	@echo "make lighthouse print Lighthouse figures for every page of the last build"
+	@echo "make lighthouse print Lighthouse figures (median of 3 runs) for every page of the last build"
 	@echo "make linkcheck check every link of the book (executes no chapter)"
 	@echo "make lock      recompile requirements*.lock from the ranges (UPGRADE=1: newest versions)"
 	@echo "make clean     remove _build"
@@ -87,6 +89,11 @@ lock: $(VENV)/.test-deps
 
 book: $(VENV)/.book-deps $(NODE_DEPS)
 	$(PY) scripts/build_book.py $(if $(JOBS),--jobs $(JOBS))
+
+# The whole book as one PDF from the last build's environment (nothing re-executes), printed
+# by the browser the tests use; the site links it (scripts/build_pdf.py says how and why).
+pdf: $(VENV)/.test-deps
+	$(PY) scripts/build_pdf.py $(if $(JOBS),--jobs $(JOBS))
 
 # pytest's options (workers, markers, warnings) are in pyproject.toml: `pytest` run from
 # the root does the same as `make test`.

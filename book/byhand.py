@@ -8,7 +8,8 @@ file and torch. What it offers:
   generators and makes float64 the default dtype, so every chapter starts alike.
 * :func:`check` compares named manual gradients with autograd's. On success it shows one
   ✓ line per quantity under the cell; on a mismatch it raises :class:`GradientMismatch`,
-  which fails the book's build. :func:`compare` does the same without showing anything.
+  which fails the book's build, and :func:`diagnose` adds what the mismatch looks like
+  (a constant factor, a transpose, ...). :func:`compare` checks without showing anything.
 * :func:`fd_check` runs :func:`torch.autograd.gradcheck` (finite differences) as a
   second, independent witness.
 * :func:`claim` asserts a sentence of the prose about how PyTorch behaves; it raises
@@ -24,9 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import html
+import itertools
+import linecache
 import os
 import random
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +47,7 @@ __all__ = [
     "check",
     "claim",
     "compare",
+    "diagnose",
     "einsum_backward",
     "fd_check",
     "Measurement",
@@ -54,8 +59,23 @@ __all__ = [
 _chapter: str | None = None
 
 
-class GradientMismatch(AssertionError):
+class _ReadersError(AssertionError):
+    """What a failing check raises. In Jupyter, Colab and the book, it shows the line of the
+    reader's cell that raised and the message, without byhand's frames or file paths:
+    IPython calls ``_render_traceback_`` when an exception has one (its documented hook)
+    and still records an ``error`` output with ``ename`` and ``evalue``. Plain Python
+    prints the usual traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [*_readers_lines(self.__traceback__), f"{type(self).__name__}: {self}"]
+
+
+class GradientMismatch(_ReadersError):
     """A manual gradient differs from its reference (normally autograd's)."""
+
+
+class FalseClaim(_ReadersError):
+    """A sentence of the book about how PyTorch (or the maths) behaves is false."""
 
 
 def start_chapter(title: str, seed: int = 0, dtype: torch.dtype = torch.float64) -> None:
@@ -75,6 +95,9 @@ def start_chapter(title: str, seed: int = 0, dtype: torch.dtype = torch.float64)
 def _where(chapter: str | None) -> str:
     chapter = chapter or _chapter
     return f"[{chapter}] " if chapter else ""
+
+
+# --- check and compare: manual gradients against autograd --------------------------------
 
 
 @dataclass(frozen=True)
@@ -129,8 +152,9 @@ def _call_site() -> str | None:
 class Report:
     """The rows of one successful :func:`check`.
 
-    Shown as one line per quantity (``✓ dL/dW (3, 2) matches autograd``), with the
-    numbers behind each ✓ (largest difference, bit-for-bit equality) folded away.
+    Shown as one line per quantity (``✓ dL/dW (3, 2) matches autograd``, followed by
+    ``within rtol 1e-04, atol 0`` when the check was given its own tolerance), with the
+    numbers behind each ✓ (largest difference, or bit-for-bit equality) folded away.
     """
 
     rows: tuple[Row, ...]
@@ -138,19 +162,21 @@ class Report:
     kind: str = "check"
     tolerance: str | None = None
     """The tolerance the check was given (``"rtol 1e-04, atol 0"``), or None for
-    :func:`torch.testing.assert_close`'s default, which only rounding uses up."""
+    :func:`torch.testing.assert_close`'s default for the dtype."""
     site: str | None = None
     """Where the page called (see :func:`_call_site`)."""
 
+    def _matches(self) -> str:
+        within = f" within {self.tolerance}" if self.tolerance else ""
+        return f"matches {self.reference}{within}"
+
     def _line(self, row: Row) -> str:
-        return f"✓ {row.name} {row.shape_text} matches {self.reference}"
+        return f"✓ {row.name} {row.shape_text} {self._matches()}"
 
     def _detail(self, row: Row) -> str:
         if row.exact:
             return "identical, bit for bit"
-        if self.tolerance:
-            return f"largest difference {row.max_abs_diff:.1e} (within {self.tolerance})"
-        return f"largest difference {row.max_abs_diff:.1e} (rounding)"
+        return f"largest difference {row.max_abs_diff:.1e}"
 
     def __str__(self) -> str:
         width = max(len(self._line(r)) for r in self.rows)
@@ -162,7 +188,7 @@ class Report:
         lines = "".join(
             f'<li><span class="grad-check-mark" aria-hidden="true">✓</span> '
             f"<code>{html.escape(r.name)}</code> {r.shape_text} "
-            f"matches {html.escape(self.reference)}</li>"
+            f"{html.escape(self._matches())}</li>"
             for r in self.rows
         )
         details = "".join(
@@ -172,19 +198,7 @@ class Report:
         return (
             f'<div class="grad-check"><ul>{lines}</ul>'
             f"<details><summary>How close?</summary><table><tbody>{details}</tbody></table>"
-            f"{self._footnote()}</details></div>"
-        )
-
-    def _footnote(self) -> str:
-        if self.tolerance:
-            return (
-                "<p>A check passes when manual and reference values agree within the "
-                f"tolerance it was given ({html.escape(self.tolerance)}).</p>"
-            )
-        return (
-            "<p>A check passes when manual and reference values agree to "
-            "<code>torch.testing.assert_close</code>'s tolerance; differences in the "
-            "last digits come from adding the same numbers in another order.</p>"
+            "</details></div>"
         )
 
     @property
@@ -258,14 +272,17 @@ def compare(
     (``rtol=atol=1e-7`` for float64). Raises :class:`GradientMismatch` naming the
     chapter, the quantity, its shape, and the largest difference with its index.
     """
+    __tracebackhide__ = True  # the reader's traceback stops above byhand's frames
     if not pairs:
         raise ValueError("check() needs at least one {name: (manual, reference)} pair")
     rows = []
     for name, (manual, ref) in pairs.items():
         row = _mismatch(name, manual, ref, rtol, atol, reference)
         if isinstance(row, str):
-            # The message names the chapter, the quantity and the difference.
-            raise GradientMismatch(_where(chapter) + row)
+            # The message names the chapter, the quantity and the difference, and ends
+            # with what the mismatch looks like when it has a pattern.
+            looks = diagnose(manual, ref, reference)
+            raise GradientMismatch(_where(chapter) + row + (f"\n{looks}" if looks else ""))
         rows.append(row)
     # assert_close takes both tolerances or neither. Only its default is small enough
     # that a difference within it is rounding; a wider one must be named.
@@ -291,18 +308,144 @@ def _show(report) -> None:
 
 def check(pairs: Pairs, **kwargs) -> None:
     """:func:`compare`, then show the table under the cell."""
-    __tracebackhide__ = True  # IPython leaves this frame out of the reader's traceback
+    __tracebackhide__ = True
     _show(compare(pairs, **kwargs))
 
 
+# --- what a mismatch looks like ----------------------------------------------------------
+
+
+def diagnose(manual, reference, label: str = "autograd") -> str | None:
+    """What a mismatch looks like, in one line, or None when it has no pattern known here.
+
+    The patterns, tried in turn on the whole tensor: a constant factor (a sign flip is the
+    factor −1); a match except where one side is exactly 0 (a mask); axes in another order
+    (a transpose); an axis summed or not summed (a missing ``keepdim``). The line says
+    "looks like": other mistakes can leave the same pattern. None for a match, for tensors
+    of different dtypes and for values that are not finite: no pattern, no guess.
+    """
+    if not (isinstance(manual, torch.Tensor) and isinstance(reference, torch.Tensor)):
+        return None
+    m, r = manual.detach(), reference.detach()
+    if (
+        m.dtype != r.dtype
+        or not m.is_floating_point()
+        or not (m.isfinite().all() and r.isfinite().all())
+    ):
+        return None
+    tol = torch.finfo(m.dtype).eps ** (2 / 3)  # 2/3 of the dtype's digits: above rounding
+    m, r = m.double(), r.double()
+    if _same(m, r, tol):
+        return None
+    for pattern in (_factor, _mask, _axes, _sums):
+        found = pattern(m, r, label, tol)
+        if found:
+            return "looks like " + found
+    return None
+
+
+def _same(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
+    """``a`` equals ``b`` to ``tol`` of itself plus ``tol`` of ``b``'s largest value."""
+    scale = float(b.abs().max()) if b.numel() else 0.0
+    return a.shape == b.shape and bool(torch.isclose(a, b, rtol=tol, atol=tol * scale).all())
+
+
+def _whole(c: float, tol: float) -> str | None:
+    """``c`` written as ``3``, ``1/4`` or ``−2`` when it is one of those, else None."""
+    for value, text in ((abs(c), "{}"), (1 / abs(c), "1/{}")):
+        if 1 <= round(value) <= 10_000 and abs(value - round(value)) <= tol * value:
+            return ("−" if c < 0 else "") + text.format(round(value))
+    return None
+
+
+def _factor(m, r, label, tol):
+    if m.shape != r.shape or not r.any():
+        return None
+    s = r.abs().max()  # scaled to 1 first, so that no square underflows or overflows
+    c = float((m / s * r / s).sum() / (r / s).square().sum())  # the best c in m ≈ c r
+    if c == 0 or not _same(m, c * r, tol):
+        return None
+    whole = _whole(c, tol)
+    if r.count_nonzero() < 2 and not whole:
+        return None  # one number is some factor times any other: name only a whole one
+    if whole == "−1":
+        return f"a sign flip: manual = −{label} everywhere"
+    near_1 = f"(1 {'+' if c > 1 else '−'} {abs(c - 1):.2g})"  # 1.00001 is not "1"
+    text = whole or (near_1 if f"{c:.4g}" == "1" else f"{c:.4g}".replace("-", "−", 1))
+    k = int(whole.strip("−").removeprefix("1/")) if whole else 0
+    dims = [str(d) for d, size in enumerate(r.shape) if size == k > 1]
+    why = (
+        f" ({k} is the size of dimension{'s' * (len(dims) > 1)} {' and '.join(dims)})"
+        if dims
+        else f" ({k} is the number of elements)"
+        if k == r.numel() > 1
+        else ""
+    )
+    return f"a constant factor: manual = {text} × {label} everywhere{why}"
+
+
+def _mask(m, r, label, tol):
+    if m.shape != r.shape:
+        return None
+    off = ~torch.isclose(m, r, rtol=tol, atol=tol * float(r.abs().max()))
+    if not ((m[off] == 0) | (r[off] == 0)).all() or not m[~off].any():
+        return None  # off where neither is 0, or nothing but zeros agrees
+    where = (
+        f"{label}'s is 0 and manual's is not"
+        if (r[off] == 0).all()
+        else f"manual's is 0 and {label}'s is not"
+        if (m[off] == 0).all()
+        else "one is 0 and the other is not"
+    )
+    return f"a mask: manual matches {label} except at {int(off.sum())} of {off.numel()} elements, where {where}"
+
+
+def _axes(m, r, label, tol):
+    if m.dim() != r.dim() or not 2 <= m.dim() <= 5:
+        return None
+    for order in itertools.permutations(range(m.dim())):
+        if order != tuple(range(m.dim())) and _same(m.permute(order), r, tol):
+            if m.dim() == 2:
+                return f"a transpose: manual.T matches {label}"
+            return f"axes in another order: manual.permute{order} matches {label}"
+    return None
+
+
+def _sums(m, r, label, tol):
+    for d in range(m.dim()):  # manual has an axis too many, or at more than size 1
+        if m.dim() == r.dim() + 1 and _same(m.sum(d), r, tol):
+            return f"an axis left unsummed: manual.sum({d}) matches {label}"
+        kept = m.dim() == r.dim() and r.shape[d] == 1 < m.shape[d]
+        if kept and _same(m.sum(d, keepdim=True), r, tol):
+            return f"an axis left unsummed: manual.sum({d}, keepdim=True) matches {label}"
+    for d in range(r.dim()):  # manual lacks an axis, or has it at size 1
+        if m.dim() + 1 == r.dim() and r.shape[d] == 1 and _same(m.unsqueeze(d), r, tol):
+            return f"a missing keepdim=True: manual.unsqueeze({d}) matches {label}"
+        keep = m.dim() == r.dim()
+        summed = m.dim() + 1 == r.dim() or (keep and m.shape[d] == 1 < r.shape[d])
+        if summed and _same(r.sum(d, keepdim=keep), m, tol):
+            return (
+                f"a sum over an axis {label} keeps: {label}'s, summed over axis {d}, matches manual"
+            )
+    return None
+
+
+# --- finite differences ------------------------------------------------------------------
+
 # fd_check's float64 defaults. gradcheck's own (eps 1e-6, atol 1e-5, rtol 1e-3) let a
-# backward that is off by a factor 1.001 pass. A central difference with step eps errs by
-# about eps**2 * f''' / 6 (truncation: ~1e-12 here) plus about 1e-16 * |f| / eps (rounding:
-# ~1e-10 |f|), so a float64 Jacobian entry is good to ~1e-9 for the book's functions. rtol
-# 1e-5 and atol 1e-7 leave a margin of 100 over that, and make a 1e-3 error 100 times too
-# large to pass. eps stays at 1e-6, near the step where the two errors balance.
+# backward that is off by a factor 1.001 pass, and so does any absolute atol once the
+# gradients are small enough (with gradients around 1e-5, atol 1e-7 is 1 %). So an entry of
+# the Jacobian passes within rtol of itself plus atol times the Jacobian's largest entry
+# (its scale): the same test at every scale. A central difference with step eps errs by
+# about eps**2 * f''' / 6 (truncation: ~1e-12 of the scale here) plus about
+# 1e-16 * |f| / eps (rounding: ~1e-10 |f|), so for the book's functions an entry is good to
+# ~1e-9 of the scale. rtol 1e-5 and atol 1e-7 leave a margin of 100 over that, and make an
+# error of 1e-3 of the largest entry (a backward off by a factor 1.001) 100 times too large
+# to pass. eps stays at 1e-6, near the step where the two errors balance. (A function whose
+# values are over a thousand times its largest derivative can fail with a right backward:
+# its rounding is that large. The check then fails loudly; it cannot pass because of it.)
 FD_EPS = 1e-6
-FD_ATOL = 1e-7
+FD_ATOL = 1e-7  # times the Jacobian's largest entry
 FD_RTOL = 1e-5
 # The loosest tolerances a page may ask for: a factor 1.001 must still fail.
 FD_LOOSEST = {"eps": 1e-4, "atol": 1e-6, "rtol": 1e-4}
@@ -342,32 +485,38 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> torch.
     return (a - b).abs() <= atol + rtol * b.abs()
 
 
-def _kinks(fn, inputs, eps: float, atol: float, rtol: float) -> dict[int, torch.Tensor]:
-    """Input elements with a kink (a ReLU input at 0, an abs, a max) within ``eps``.
+def _kinks(fn, inputs, eps: float, atol: float, rtol: float):
+    """The Jacobian's scale (its largest entry, from central differences), and the input
+    elements with a kink (a ReLU input at 0, an abs, a max) within ``eps``.
 
     There a central difference straddles the kink and averages two slopes, so it agrees
     with no backward, right or wrong. On a smooth function the slope from the right and
     the slope from the left, each extrapolated to a zero step from steps eps and eps/2
     (Richardson), agree to about eps², and so do the central differences with steps eps
     and eps/2; across a kink one pair or the other differs by about the jump in slope.
-    Returns ``{input index: mask of those elements}``; usually empty (an element lies
-    that close to a kink with a probability of about eps).
+    Returns ``(scale, {input index: mask of those elements})``; the dict is usually empty
+    (an element lies that close to a kink with a probability of about eps).
     """
     base = _outputs(fn, _copies(inputs)).detach()
-    found = {}
+    steps = (eps, eps / 2, -eps, -eps / 2)
+    slopes = []  # for each input: (4 steps, its elements, outputs)
     for i, t in enumerate(inputs):
-        mask = torch.zeros(t.numel(), dtype=torch.bool)
-        for k in range(t.numel()):
-            up, up2, down, down2 = (
-                _slope(fn, inputs, base, i, k, h) for h in (eps, eps / 2, -eps, -eps / 2)
-            )
-            smooth = _close(2 * up2 - up, 2 * down2 - down, atol, rtol) & _close(
-                (up + down) / 2, (up2 + down2) / 2, atol, rtol
-            )
-            mask[k] = not bool(smooth.all())
+        columns = [
+            torch.stack([_slope(fn, inputs, base, i, k, h) for h in steps])
+            for k in range(t.numel())
+        ]
+        slopes.append(torch.stack(columns, 1) if columns else base.new_zeros(4, 0, base.numel()))
+    central = torch.cat([((s[0] + s[2]) / 2).reshape(-1) for s in slopes])
+    scale = float(central.abs().max()) if central.numel() else 0.0
+    found = {}
+    for i, (up, up2, down, down2) in enumerate(slopes):
+        smooth = _close(2 * up2 - up, 2 * down2 - down, atol * scale, rtol) & _close(
+            (up + down) / 2, (up2 + down2) / 2, atol * scale, rtol
+        )
+        mask = ~smooth.all(-1)
         if mask.any():
-            found[i] = mask.reshape(t.shape)
-    return found
+            found[i] = mask.reshape(inputs[i].shape)
+    return scale, found
 
 
 def _kink_problems(fn, inputs, kinks, eps: float, atol: float, rtol: float) -> list[str]:
@@ -423,11 +572,13 @@ def fd_check(
 
     ``fn``'s backward (autograd's, or yours inside a ``torch.autograd.Function``)
     is compared with numerical derivatives. Inputs must be float64 and require grad.
-    The tolerances are tight enough that a backward off by a factor 1.001 fails
-    (:data:`FD_ATOL`, :data:`FD_RTOL`); a page may loosen them no further than
-    :data:`FD_LOOSEST`, and may pass gradcheck only options that add checks. An input
-    element within ``eps`` of a kink (a ReLU input near 0) is compared with the one-sided
-    difference on its own side of the kink, so the check neither fails nor passes by luck.
+    An entry of the Jacobian passes within ``rtol`` of the numerical value plus ``atol``
+    times the Jacobian's largest entry, so a backward off by a factor 1.001 fails at any
+    scale of the gradients (:data:`FD_ATOL`, :data:`FD_RTOL`); a page may loosen them no
+    further than :data:`FD_LOOSEST`, and may pass gradcheck only options that add checks.
+    An input element within ``eps`` of a kink (a ReLU input near 0) is compared with the
+    one-sided difference on its own side of the kink, so the check neither fails nor
+    passes by luck.
     """
     __tracebackhide__ = True
     for i, t in enumerate(inputs):
@@ -450,7 +601,8 @@ def fd_check(
                 "would weaken the check or hide its failure"
             )
     inputs = tuple(inputs)
-    kinks = _kinks(fn, inputs, eps, atol, rtol)
+    scale, kinks = _kinks(fn, inputs, eps, atol, rtol)
+    atol = atol * scale  # relative to the Jacobian's largest entry: the same at every scale
     checked_fn, checked_inputs = fn, inputs
     if kinks:
         # gradcheck the elements away from kinks; those next to one are held still here
@@ -506,8 +658,7 @@ def fd_check(
     )
 
 
-class FalseClaim(AssertionError):
-    """A sentence of the book about how PyTorch (or the maths) behaves is false."""
+# --- claims about how PyTorch behaves ----------------------------------------------------
 
 
 def claim(statement: str, holds: object) -> None:
@@ -554,6 +705,9 @@ class _Shown:
             f'aria-hidden="true">{mark}</span> {html.escape(rest)}</li></ul></div>'
         )
         return {"text/plain": self.text, "text/html": html_text}, {RECORD_KEY: self.record}
+
+
+# --- small tools: the broadcasting sum, a time and a peak memory, the index-swap rule ----
 
 
 def unbroadcast(grad: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -624,7 +778,10 @@ def measure(fn: Callable[[], object], *, min_run_time: float = 0.05) -> Measurem
 
     Time comes from :mod:`torch.utils.benchmark`; memory from the PyTorch profiler's
     record of every CPU tensor allocation and release, replayed in time order. The
-    memory figure is exact and deterministic: it does not depend on the allocator.
+    memory figure is deterministic (it does not depend on the allocator) but not always
+    exact: the replay charges each operator's own allocations and releases to the moment it
+    starts, so an intermediate that a nested operator allocates and its caller frees (inside a
+    three-operand einsum) can be missed. The appendix shows such a case.
     """
     from torch.utils.benchmark import Timer
 
@@ -727,3 +884,32 @@ def _einsum_terms(
             f"{where}: grad has shape {tuple(grad.shape)}, but the output has shape {shape}"
         )
     return terms, out, sizes
+
+
+# --- how a failing check shows in IPython (Jupyter, Colab, the book) ---------------------
+
+
+def _readers_lines(tb) -> list[str]:
+    """Each frame of the reader's code, between IPython's and byhand's (frames that set
+    ``__tracebackhide__``, IPython's mark): where, as IPython names a cell, and the line."""
+    frames = []
+    for frame, line in traceback.walk_tb(tb):
+        hide = frame.f_locals.get("__tracebackhide__")
+        if hide == "__ipython_bottom__":  # IPython running the cell: the reader's code is next
+            frames = []
+        elif hide:
+            break
+        else:
+            frames.append((frame.f_code.co_filename, line))
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    name = getattr(getattr(shell, "compile", None), "format_code_name", lambda file: None)
+    cells = [(file, line) for file, line in frames if name(file)]
+    lines = []
+    for file, line in cells or frames[-1:]:
+        where = " ".join(name(file)) if name(file) else f"File {os.path.basename(file)}"
+        lines += [
+            f"{where}, line {line}",
+            f"----> {line} {linecache.getline(file, line).strip()}",
+            "",
+        ]
+    return lines

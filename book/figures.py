@@ -12,7 +12,9 @@ same record as a passing :func:`byhand.check`, so the page badge counts what it 
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,11 +36,14 @@ class Figure:
     """An interactive figure: static markup that reads without JavaScript (every cell and
     value is in it), with its numbers as a ``<script type="application/json">`` island that
     ``book/_static/byhand-figures.js`` only displays. The numbers were checked by the
-    function that made it (:func:`paths_figure`, :func:`sum_figure`)."""
+    function that made it (:func:`paths_figure`, :func:`sum_figure`). ``picture`` is its
+    first state as an SVG image, for a reader's notebook, where the script does not run
+    (the site shows the HTML: its build prefers text/html)."""
 
     markup: str
     text: str
     record: dict
+    picture: str = ""
 
     def __str__(self) -> str:
         return self.text
@@ -49,7 +54,10 @@ class Figure:
         return self.markup
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict]:
-        return {"text/plain": self.text, "text/html": self.markup}, {RECORD_KEY: self.record}
+        data = {"text/plain": self.text, "text/html": self.markup}
+        if self.picture:
+            data["image/svg+xml"] = self.picture
+        return data, {RECORD_KEY: self.record}
 
 
 def _fmt(v: float) -> str:
@@ -362,7 +370,7 @@ def paths_figure(
         f"paths_figure: X {tuple(X.shape)}, W {tuple(W.shape)}, G {tuple(G.shape)}; "
         f"{', '.join(names)} checked against autograd"
     )
-    return Figure(markup, text, checked.record)
+    return Figure(markup, text, checked.record, _paths_picture(data, s, names))
 
 
 def _sub(n: int) -> str:
@@ -383,8 +391,9 @@ def sum_figure(
     ``grads`` is ``{"dL/dW": (manual, autograd)}``, compared as :func:`check` does. Before
     anything is shown, ``running`` is compared with the running sums of the outer products
     the figure shows, and its last slice with ``X.t() @ G`` and with autograd's dL/dW: the
-    page says that the last slice is ``X.t() @ G`` ("exactly" when they are equal bit for
-    bit). Any mismatch raises :class:`GradientMismatch`.
+    page says that the last slice is autograd's ``W.grad`` ("exactly" when they are equal bit
+    for bit). It does not name ``X.t() @ G``: chapter 2 shows the figure before it derives
+    that product. Any mismatch raises :class:`GradientMismatch`.
     """
     __tracebackhide__ = True
     name = "sum_figure"
@@ -404,9 +413,9 @@ def sum_figure(
     )
     # "exactly" only when it is so, bit for bit; otherwise the order of the additions shows
     same = (
-        "exactly X.t() @ G"
-        if torch.equal(running[-1], X_.t() @ G_)
-        else "X.t() @ G, up to rounding in the last digits (the additions come in another order)"
+        "exactly autograd's W.grad"
+        if torch.equal(running[-1], grads["dL/dW"][1].detach())
+        else "autograd's W.grad up to rounding in the last digits (the additions come in another order)"
     )
     compare({"the last running sum": (running[-1], grads["dL/dW"][1].detach())}, chapter=chapter)
     x, g, o, r = (_values(t) for t in (X_, G_, outer, running))
@@ -415,9 +424,7 @@ def sum_figure(
     for n in range(N):
         rest = N - 1 - n
         if rest == 0:
-            readout = (
-                f"Samples 0 to {n} added, all {N}: this running sum is {same}, which is ∂L/∂W."
-            )
+            readout = f"Samples 0 to {n} added, all {N}: this running sum is ∂L/∂W, {same}."
         else:
             added = "Sample 0 added" if n == 0 else f"Samples 0 to {n} added"
             todo = (
@@ -425,7 +432,7 @@ def sum_figure(
                 if rest == 1
                 else f"samples {n + 1} to {N - 1} still to add"
             )
-            readout = f"{added}, {todo}: the running sum is not yet X.t() @ G."
+            readout = f"{added}, {todo}: the running sum is not yet ∂L/∂W."
         steps.append(
             {
                 "x": [f(v) for v in x[n]],
@@ -489,8 +496,8 @@ def sum_figure(
         f'<div class="bh-col">{card}</div><div class="bh-col">{total}</div></div>'
         f"{readout}"
         '<p class="bh-note"><span class="bh-mark" aria-hidden="true">✓</span> '
-        "Every running sum matches the outer products shown, and the last one matches X.t() @ G "
-        "and autograd's dL/dW, checked when this page was built. Values are rounded to two "
+        "Every running sum matches the outer products shown, and the last one matches "
+        "autograd's ∂L/∂W, checked when this page was built. Values are rounded to two "
         "decimals.</p>"
         f"{_island(data)}</figure>"
     )
@@ -498,4 +505,126 @@ def sum_figure(
         f"sum_figure: X {tuple(X.shape)}, G {tuple(G.shape)}; the running sum of x_n g_nᵀ "
         "ends at X.t() @ G, checked against autograd"
     )
-    return Figure(markup, text, checked.record)
+    return Figure(markup, text, checked.record, _sum_picture(data, last))
+
+
+# --- the first state as a picture (a reader's notebook shows it; book/_ext/notebooks.py) ---
+_CELL_W, _CELL_H, _HEAD_W, _CAP_H, _GAP = 62, 24, 44, 22, 18
+_COLOURS = {  # fill, outline: the light theme's (book/_static/byhand.css)
+    "X": ("#dceaf9", "#1f5fa8"), "X-sel": ("#b4d0f0", "#1f5fa8"),
+    "G": ("#fde4cf", "#a64d00"), "W": ("#ece2f6", "#6a3d9a"), "W-sel": ("#d3bfea", "#6a3d9a"),
+    "b-sel": ("#d3bfea", "#6a3d9a"), "res": ("#d9eed9", "#1a6a2f"),
+}  # fmt: skip
+
+
+def _svg_text(x: float, y: float, text: str, size: int = 14, **attrs) -> str:
+    extra = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in attrs.items())
+    return f'<text x="{x:.0f}" y="{y:.0f}" font-size="{size}"{extra}>{html.escape(text)}</text>'
+
+
+def _svg_table(x: float, y: float, caption: str, texts: list, rows: str | None, cols: str,
+               fills: Mapping[tuple[int, int], str]) -> tuple[str, float, float]:  # fmt: skip
+    """One matrix at (x, y): its SVG, width and height. ``fills``: (row, col) -> colour key."""
+    matrix = texts if rows else [texts]
+    left = _HEAD_W if rows else 0
+    out = [_svg_text(x, y + 15, caption, 14, font_weight="bold")]
+    top = y + _CAP_H
+    for c in range(len(matrix[0])):
+        out.append(_svg_text(x + left + (c + 0.5) * _CELL_W, top + 16, f"{cols}={c}", 12,
+                             text_anchor="middle", fill="#555"))  # fmt: skip
+    for r, row in enumerate(matrix):
+        ry = top + (r + 1) * _CELL_H
+        if rows:
+            out.append(
+                _svg_text(x + left - 6, ry + 16, f"{rows}={r}", 12, text_anchor="end", fill="#555")
+            )
+        for c, value in enumerate(row):
+            fill, line = _COLOURS.get(fills.get((r, c), ""), ("#ffffff", "#b5bcc4"))
+            width = 1 if fill == "#ffffff" else 2.5
+            out.append(
+                f'<rect x="{x + left + c * _CELL_W:.0f}" y="{ry:.0f}" width="{_CELL_W}" '
+                f'height="{_CELL_H}" fill="{fill}" stroke="{line}" stroke-width="{width}"/>'
+            )
+            out.append(_svg_text(x + left + (c + 0.5) * _CELL_W, ry + 16, value, 13,
+                                 text_anchor="middle", font_family="monospace"))  # fmt: skip
+    return "".join(out), left + len(matrix[0]) * _CELL_W, _CAP_H + (len(matrix) + 1) * _CELL_H
+
+
+def _svg(columns: list[list[tuple]], lines: list[str], title: str) -> str:
+    """Tables in columns (each a list of ``_svg_table`` arguments after x, y), then lines of
+    text under them; on white, so that it reads in a dark theme too."""
+    parts, x, height = [], 10, 0
+    for column in columns:
+        y, width = 10, 0
+        for args in column:
+            svg, w, h = _svg_table(x, y, *args)
+            parts.append(svg)
+            y, width = y + h + _GAP, max(width, w)
+        x, height = x + width + 2 * _GAP, max(height, y)
+    wrapped = [part for line in lines for part in textwrap.wrap(line, 96)]
+    for k, line in enumerate(wrapped):
+        parts.append(_svg_text(10, height + 18 + 22 * k, line, 14))
+    width = max(x, 10 + 7.6 * max((len(line) for line in wrapped), default=0))
+    total = height + 22 * len(wrapped) + 14
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{total:.0f}" '
+        f'viewBox="0 0 {width:.0f} {total:.0f}" font-family="sans-serif" role="img">'
+        f"<title>{html.escape(title)}</title>"
+        f'<rect width="100%" height="100%" fill="#ffffff"/>{"".join(parts)}</svg>'
+    )
+
+
+def _grid(values: list) -> list:
+    return (
+        [[_fmt(v) for v in row] for row in values]
+        if isinstance(values[0], list)
+        else [_fmt(v) for v in values]
+    )
+
+
+def _paths_picture(data: dict, shown: dict, names: Sequence[str]) -> str:
+    """The paths figure with its first element selected, as the page first shows it."""
+    fills: dict[str, dict] = {k: {} for k in ("X", "W", "b", "G", "dX", "dW", "db")}
+    for key in shown["path"]:
+        m, r, c = key.split(":")
+        fills[m][(int(r), int(c))] = m
+    m, r, c = data["start"].split(":")
+    fills[m][(int(r), int(c))] = f"{m}-sel"
+    m, r, c = shown["res"].split(":")
+    fills[m][(int(r), int(c))] = "res"
+    N, n_in, n_out = data["N"], data["n_in"], data["n_out"]
+    columns = [
+        [(f"X ({N}, {n_in})", _grid(data["X"]), "n", "i", fills["X"]),
+         (f"∂L/∂X ({N}, {n_in})", _grid(data["dX"]), "n", "i", fills["dX"])],
+        [(f"W ({n_in}, {n_out})", _grid(data["W"]), "i", "j", fills["W"]),
+         (f"∂L/∂W ({n_in}, {n_out})", _grid(data["dW"]), "i", "j", fills["dW"])],
+    ]  # fmt: skip
+    if data["b"] is not None:
+        columns.append([
+            (f"b ({n_out},)", _grid(data["b"]), None, "j", {(0, c): v for (_, c), v in fills["b"].items()}),
+            (f"∂L/∂b ({n_out},)", _grid(data["db"]), None, "j", {(0, c): v for (_, c), v in fills["db"].items()}),
+        ])  # fmt: skip
+    columns.append([(f"G = ∂L/∂Y ({N}, {n_out})", _grid(data["G"]), "n", "j", fills["G"])])
+    lines = [shown["why"], *shown["terms"], shown["readout"],
+             f"✓ {_and(list(names))}: every sum shown matches autograd, checked when the notebook's "
+             "page was built. Values rounded to two decimals."]  # fmt: skip
+    return _svg(
+        columns, lines, f"The paths of {data['start'].replace(':', '[', 1).replace(':', ',')}]"
+    )
+
+
+def _sum_picture(data: dict, last: dict) -> str:
+    """The sum figure at its last step (every sample added), as the page first shows it."""
+    N, n_in, n_out = data["N"], data["n_in"], data["n_out"]
+    rows = {(n, c): ("X" if n == N - 1 else "") for n in range(N) for c in range(n_in)}
+    g_rows = {(n, c): ("G" if n == N - 1 else "") for n in range(N) for c in range(n_out)}
+    columns = [
+        [(f"X ({N}, {n_in})", _grid(data["X"]), "n", "i", rows)],
+        [(f"G ({N}, {n_out})", _grid(data["G"]), "n", "j", g_rows)],
+        [(f"{last['outer_cap']} ({n_in}, {n_out})", last["outer"], "i", "j", {})],
+        [(f"W_g so far ({n_in}, {n_out})", last["running"], "i", "j",
+          {(i, j): "res" for i in range(n_in) for j in range(n_out)})],
+    ]  # fmt: skip
+    lines = [last["readout"], "✓ Every running sum matches the outer products, and the last one "
+             "X.t() @ G and autograd's dL/dW, checked when the notebook's page was built."]  # fmt: skip
+    return _svg(columns, lines, "The running sum of the outer products x_n g_nᵀ")

@@ -36,7 +36,7 @@ import project
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a build reads. node_modules is linked, not copied (math pre-rendering).
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "imgs", "scripts", "package.json")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "imgs", "scripts", "package.json", ".binder")
 
 
 def copy_book(dest: Path, root: Path = ROOT) -> Path:

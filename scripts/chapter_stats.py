@@ -16,7 +16,8 @@ what a reader meets there:
 
 * **rendered words**: words of the article as rendered, outside folds, counting code,
   outputs, tables and the badge. A fold is any collapsed ``<details>``: a dropdown, a
-  hidden cell, a check's "How close?". Each formula counts as one word;
+  hidden cell, a check's "How close?". Each formula counts as one word; what is hidden from
+  everyone (``aria-hidden``, such as a figure's invisible sizers) does not count;
 * **footnotes**: notes repeated under outputs (a check's "How close?" note) and real
   footnotes;
 * **traceback lines**: lines of error output the page shows, folded or not.
@@ -146,7 +147,7 @@ def rendered_stats(page: Path) -> dict[str, int]:
         math.replace_with(" formula ")
     for fold in article.find_all("details"):
         fold.decompose()
-    for hidden in article.select(".headerlink, .visually-hidden, .sr-only"):
+    for hidden in article.select('.headerlink, .visually-hidden, .sr-only, [aria-hidden="true"]'):
         hidden.decompose()
     words = len(WORD.findall(article.get_text(" ")))
     return {"rendered": words, "footnotes": footnotes, "traceback": traceback}

@@ -262,7 +262,7 @@ LAPTOP_LAYOUT = """() => ({
     .filter(e => e.offsetParent !== null && getComputedStyle(e).visibility !== 'hidden').length,
   wide: [...document.querySelectorAll('article pre, article div.cell_output, article .highlight')]
     .filter(e => e.scrollWidth > e.clientWidth + 1)
-    .map(e => (e.innerText || '').split('\\n').reduce((a, b) => (a.length >= b.length ? a : b), '')),
+    .map(e => e.textContent.split('\\n').reduce((a, b) => (a.length >= b.length ? a : b), '')),
 })"""
 OUTPUTS = (
     "cells => cells.map(c => { const o = c.querySelector('.cell_output');"
@@ -343,8 +343,8 @@ def see(site: Site, browser, page: str) -> Seen:
         missing_alt = v.page.eval_on_selector_all("img:not([alt])", "imgs => imgs.map(i => i.src)")
         links = v.page.eval_on_selector_all("a", "as => as.map(a => a.getAttribute('href') || '')")
         downloads = {}
-        for href in links:
-            if "_sources/" in href and "//" not in href:
+        for href in links:  # the page's downloads: its .md and its reader's notebook
+            if href.endswith((".md", ".ipynb")) and "//" not in href:
                 response = v.context.request.get(urljoin(site.url(page), href))
                 downloads[href] = (response.status, response.text() if response.ok else "")
         axe = {}
@@ -467,6 +467,79 @@ def test_laptop_layout(seen, page):
     check_laptop_layout(page, seen(page).layout)
 
 
+def test_layout_check_names_folded_code(browser):
+    """A folded cell's code that scrolls sideways is named by its longest line: innerText,
+    which the check read, is empty for what a closed fold hides."""
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        wide = "W_g = X.t() @ G  # " + "wide " * 60
+        page.set_content(
+            f'<article><details><summary>Show code</summary><pre style="overflow:auto">{wide}</pre>'
+            "</details></article>"
+        )
+        state = page.evaluate(LAPTOP_LAYOUT)
+        assert state["wide"] == [wide], state["wide"]
+    finally:
+        page.close()
+
+
+# --- phone details (issue 20.3) ----------------------------------------------------------------
+SMALL_PHONES = [{"width": 320, "height": 640}, PHONE]
+LINE_STARTS = """() => {
+  // every "·" of the badge and every inline formula's closing punctuation: is it the first
+  // thing on its line (its left edge at the left edge of the line's block)?
+  const out = [];
+  const badge = document.querySelector('p.byhand-badge');
+  if (badge) {
+    const left = badge.getBoundingClientRect().left + parseFloat(getComputedStyle(badge).paddingLeft)
+      + parseFloat(getComputedStyle(badge).borderLeftWidth);
+    const walker = document.createTreeWalker(badge, NodeFilter.SHOW_TEXT);
+    for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+      for (let i = t.data.indexOf('·'); i >= 0; i = t.data.indexOf('·', i + 1)) {
+        const r = document.createRange(); r.setStart(t, i); r.setEnd(t, i + 1);
+        if (Math.abs(r.getBoundingClientRect().left - left) < 2) out.push('badge line starts with ·');
+      }
+    }
+    const meta = badge.querySelector('.byhand-badge-meta');
+    if (meta && Math.abs(meta.getClientRects()[0].left - left) > 2) out.push('badge: version not on its own line');
+  }
+  for (const glued of document.querySelectorAll('article .math-nowrap')) {
+    if (glued.getClientRects().length > 1) out.push('formula parted from its punctuation: ' + glued.textContent.slice(-40));
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("viewport", SMALL_PHONES, ids=["320", "390"])
+@pytest.mark.parametrize("page", PAGES)
+def test_no_line_starts_with_punctuation(site, visit, page, viewport):
+    """On a phone, the page badge's version and date start a line of their own (its
+    second line began with "·"), and an inline formula keeps the punctuation after it on
+    its line (six places wrapped a comma or a full stop onto a line of its own)."""
+    v = visit(site.url(page), viewport=viewport, is_mobile=True, has_touch=True)
+    found = v.page.evaluate(LINE_STARTS)
+    assert not found, f"{page} at {viewport['width']} px: {found}"
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_how_close_in_a_fold_looks_as_elsewhere(site, visit, mode):
+    """ "How close?" under a check inside a folded cell (the gallery's) is drawn as under any
+    other check: the theme gave it the fold's own blue bar and link colour."""
+    outside = visit(site.url(CHAPTERS[0]), color_scheme=mode, theme=mode, viewport=PHONE)
+    inside = visit(
+        site.url("book/wrong-answers.html"), color_scheme=mode, theme=mode, viewport=PHONE
+    )
+    style = """(inFold) => {
+      const s = [...document.querySelectorAll('.grad-check summary')].find((x) => !!x.closest('details.hide') === inFold);
+      if (!s) return null;
+      const c = getComputedStyle(s);
+      return [c.borderLeftStyle, c.borderLeftWidth, c.color, c.fontSize].join(' ');
+    }"""
+    folded, plain = inside.page.evaluate(style, True), outside.page.evaluate(style, False)
+    assert folded and plain, "a page lacks a How close? inside or outside a fold"
+    assert folded == plain, f"{mode}: How close? in a fold: {folded}; elsewhere: {plain}"
+
+
 def paint_with_fonts_held(page, url: str) -> list:
     """Open ``url`` with the icon fonts held back until the page has painted (two frames
     after DOMContentLoaded), as on a slow network. Returns the held requests: the caller
@@ -530,11 +603,16 @@ def test_self_contained(site, seen, page):
 
 
 # --- the cheat sheet on paper -------------------------------------------------------------
+def pdf_sides(pdf: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+
+
 @pytest.mark.parametrize("paper", ["A4", "Letter"])
 def test_cheatsheet_prints_on_one_side(site, visit, paper):
-    """The cheat sheet is one printable page, and its formulas print in the text's weight:
-    MathJax's glyphs carry a zero-width stroke, which a PDF draws as a hairline round every
-    glyph (bold math in PDF viewers) unless the print stylesheet drops it."""
+    """The cheat sheet's rules print on one side of the paper, and the table of forward and
+    backward pairs on the back: one sheet. Its formulas print in the text's weight: MathJax's
+    glyphs carry a zero-width stroke, which a PDF draws as a hairline round every glyph (bold
+    math in PDF viewers) unless the print stylesheet drops it."""
     v = visit(site.url("book/cheatsheet.html"))
     v.page.emulate_media(media="print")
     stroked = v.page.evaluate(
@@ -544,9 +622,11 @@ def test_cheatsheet_prints_on_one_side(site, visit, paper):
     assert stroked == 0, (
         f"cheat sheet, print: {stroked} math glyph groups keep their hairline stroke"
     )
-    pdf = v.page.pdf(format=paper, print_background=True)
-    sides = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
-    assert sides == 1, f"the cheat sheet prints on {sides} sides of {paper}, not one"
+    sides = pdf_sides(v.page.pdf(format=paper, print_background=True))
+    assert sides == 2, f"the cheat sheet prints on {sides} sides of {paper}, not two"
+    v.page.add_style_tag(content="section:has(> #cheatsheet-duality) { display: none; }")
+    front = pdf_sides(v.page.pdf(format=paper, print_background=True))
+    assert front == 1, f"the cheat sheet's rules print on {front} sides of {paper}, not one"
 
 
 # --- site features ------------------------------------------------------------------------
@@ -567,14 +647,14 @@ def test_search_finds(site, visit, word):
 
 @pytest.mark.parametrize("page", by_page(CHAPTERS))
 def test_downloads_and_launch_buttons(seen, page):
-    """Each chapter offers itself as .ipynb and .md, and Binder opens it."""
+    """Each chapter offers its reader's notebook (.ipynb) and its .md, and Colab and Binder
+    open the notebook (tests/test_notebooks.py checks every page's addresses)."""
     v = seen(page)
     stem = Path(page).with_suffix("")
-    for ext in (".ipynb", ".md"):
-        href = next(
-            (h for h in v.links if h.endswith(f"_sources/{stem}{ext}") and "//" not in h), None
-        )
-        assert href, f"{page}: no download link for {stem}{ext}"
+    wanted = {".ipynb": f"notebooks/{stem.name}.ipynb", ".md": f"_sources/{stem}.md"}
+    for ext, tail in wanted.items():
+        href = next((h for h in v.links if h.endswith(tail) and "//" not in h), None)
+        assert href, f"{page}: no download link for {tail}"
         status, text = v.downloads[href]
         assert 200 <= status < 300, f"{page}: {href} -> HTTP {status}"
         if ext == ".ipynb":
@@ -584,8 +664,7 @@ def test_downloads_and_launch_buttons(seen, page):
     binder = [h for h in v.links if h.startswith("https://mybinder.org/v2/gh/")]
     colab = [h for h in v.links if h.startswith("https://colab.research.google.com/github/")]
     assert binder and all(f"/gh/{repo}/" in h for h in binder), f"{page}: Binder links {binder}"
-    # Colab cannot open the chapters' .md; a button that cannot work is not offered
-    assert not colab, f"{page}: Colab links {colab}"
+    assert colab and all(f"/github/{repo}/" in h for h in colab), f"{page}: Colab links {colab}"
 
 
 def test_sitemap_lists_every_page(site):

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import byhand
@@ -70,14 +70,31 @@ def test_report_shows_one_tick_line_per_quantity_with_details_folded():
     assert html.index("</ul>") < html.index("<details>"), "the numbers come after the ticks"
 
 
-def test_a_check_given_its_own_tolerance_names_it_instead_of_rounding():
+def test_a_tolerance_other_than_the_default_is_on_the_tick_line():
     one = torch.tensor(1.0, dtype=torch.float64)
     report = compare({"dL": (one, one + 1e-5)}, rtol=1e-4, atol=0)
-    assert "(within rtol 1e-04, atol 0)" in str(report) and "rounding" not in str(report)
-    html = report._repr_html_()
-    assert "tolerance it was given (rtol 1e-04, atol 0)" in html and "another order" not in html
+    assert str(report).startswith("✓ dL () matches autograd within rtol 1e-04, atol 0   ")
+    line = re.search(r"<li>(.*?)</li>", report._repr_html_()).group(1)
+    assert line.endswith("matches autograd within rtol 1e-04, atol 0")
     default = compare({"dL": (one, one + 1e-12)})
-    assert "(rounding)" in str(default) and "another order" in default._repr_html_()
+    assert "within" not in str(default) and "within" not in default._repr_html_()
+
+
+def test_the_fold_shows_only_the_numbers():
+    """The explanation of what "close" means is written once, on the intro page."""
+    one = torch.tensor(1.0, dtype=torch.float64)
+    for report in (
+        compare({"dL": (one, one + 1e-12), "same": (one, one)}),
+        compare({"dL": (one, one + 1e-5)}, rtol=1e-4, atol=0),
+    ):
+        fold = re.search(r"<details>(.*)</details>", report._repr_html_()).group(1)
+        cells = re.findall(r"<td>(.*?)</td>", fold)
+        details = cells[1::2]
+        assert all(
+            re.fullmatch(r"largest difference \d\.\de-\d\d|identical, bit for bit", d)
+            for d in details
+        ), details
+        assert "<p>" not in fold and "rounding" not in fold and "order" not in fold
 
 
 def test_report_carries_a_machine_readable_record():
@@ -480,8 +497,9 @@ def test_einsum_backward_names_what_it_does_not_support(spec, shapes, grad_shape
 from torch.autograd.gradcheck import GradcheckError  # noqa: E402
 
 
-def _relu_mse_layer(factor: float):
-    """mse(relu(X @ W + b), T) with a hand-written backward, scaled by ``factor``."""
+def _relu_mse_layer(factor: float, scale: float = 1.0):
+    """``scale`` times mse(relu(X @ W + b), T), with a hand-written backward that is right
+    for ``factor`` 1 and off by ``factor`` otherwise."""
     T = torch.linspace(-1, 1, 8).reshape(4, 2)
 
     class Layer(torch.autograd.Function):
@@ -489,12 +507,12 @@ def _relu_mse_layer(factor: float):
         def forward(ctx, X, W, b):
             Y = X @ W + b
             ctx.save_for_backward(X, W, Y)
-            return ((torch.relu(Y) - T) ** 2).mean()
+            return scale * ((torch.relu(Y) - T) ** 2).mean()
 
         @staticmethod
         def backward(ctx, L_g):
             X, W, Y = ctx.saved_tensors
-            G = 2 * (torch.relu(Y) - T) / Y.numel() * (Y > 0) * L_g * factor
+            G = scale * 2 * (torch.relu(Y) - T) / Y.numel() * (Y > 0) * L_g * factor
             return G @ W.t(), X.t() @ G, G.sum(0)
 
     return Layer.apply
@@ -530,6 +548,30 @@ def test_fd_check_next_to_a_relu_kink_is_neither_flaky_nor_blind(distance, capsy
 
 
 @pytest.mark.parametrize(
+    "scale, distance",
+    [(10.0**k, None) for k in range(-8, 9)]  # every power of ten from 1e-8 to 1e8
+    + [(10.0**k, d) for k in (-8, -4, 0, 4, 8) for d in (0.0, 3e-7)],  # next to a kink
+)
+def test_fd_check_keeps_its_promise_at_every_scale(scale, distance, capsys):
+    """Gradients from 1e-9 to 1e7: a right backward passes and one off by a factor 1.001
+    fails, at every scale (an absolute atol lets the factor through below about 1e-4)."""
+    inputs = _layer_inputs(distance)
+    fd_check(_relu_mse_layer(1.0, scale), inputs, "exact")
+    assert "✓ exact" in capsys.readouterr().out
+    with pytest.raises(GradientMismatch, match="fails the finite-difference check"):
+        fd_check(_relu_mse_layer(1.001, scale), inputs, "x1.001")
+
+
+def test_an_absolute_tolerance_lets_small_gradients_through():
+    """The hole the relative tolerance closes: gradcheck with fd_check's old absolute
+    atol passes a backward off by a factor 1.001 when the gradients are about 1e-5."""
+    inputs = _layer_inputs()
+    assert torch.autograd.gradcheck(_relu_mse_layer(1.001, 1e-4), inputs, atol=1e-7, rtol=1e-5)
+    with pytest.raises(GradientMismatch):
+        fd_check(_relu_mse_layer(1.001, 1e-4), inputs, "x1.001")
+
+
+@pytest.mark.parametrize(
     "options",
     [
         {"raise_exception": False},
@@ -544,3 +586,198 @@ def test_fd_check_next_to_a_relu_kink_is_neither_flaky_nor_blind(distance, capsy
 def test_fd_check_refuses_options_that_would_weaken_it(options):
     with pytest.raises(ValueError, match="factor 1.001|weaken"):
         fd_check(_relu_mse_layer(1.001), _layer_inputs(), "x", **options)
+
+
+# --- what a failing check shows in Jupyter, Colab and the book -------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# an absolute path (/home/..., /tmp/..., C:\...), not a quantity's name such as dL/dW
+PATH = re.compile(r"(?<![\w/])/(?:[\w.+-]+/)+[\w.+-]*|[A-Za-z]:\\")
+
+SHOWN = {  # cell source -> (the line that raises, its number in the cell)
+    "W_g = X.t() @ torch.ones(4, 2)  # dL/dW, (3, 2)\ncheck({'dL/dW': (W_g * 3, W.grad)})": 2,
+    "claim('one is two', 1 == 2)": 1,
+    "fd_check(Wrong.apply, [torch.randn(3, requires_grad=True)], 'Wrong')": 1,
+    "x = 1\n\nverify()": 3,  # a check inside a function from an earlier cell
+    "grads = {'dL/dX': (X.grad, X.grad), 'dL/dW': (W.grad * 2, W.grad)}\n"
+    "paths_figure(X, W, None, X @ W, grads)": 2,
+}
+SETUP = """
+import torch
+from byhand import check, claim, compare, fd_check, start_chapter
+from figures import paths_figure
+start_chapter("9 · Shown")
+X = torch.randn(4, 3, requires_grad=True)  # (N, n_in)
+W = torch.randn(3, 2, requires_grad=True)  # (n_in, n_out)
+(X @ W).sum().backward()
+
+
+class Wrong(torch.autograd.Function):
+    forward = staticmethod(lambda ctx, x: x**2)
+    backward = staticmethod(lambda ctx, g: g)
+
+
+def verify():
+    check({"dL/dW": (W.grad.t(), W.grad)})
+"""
+
+
+@pytest.fixture(scope="module")
+def shown():
+    """Each failing call of SHOWN run by a real Jupyter kernel (nbclient), with its error
+    output: ``[(source, output)]``."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from project import ROOT
+
+    cells = [SETUP, *SHOWN]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata.kernelspec = {"name": "python3", "display_name": "Python 3"}
+    NotebookClient(
+        notebook,
+        timeout=120,
+        allow_errors=True,
+        resources={"metadata": {"path": str(ROOT / "book")}},
+    ).execute()
+    assert not [o for o in notebook.cells[0].outputs if o.output_type == "error"]
+    errors = [[o for o in c.outputs if o.output_type == "error"] for c in notebook.cells[1:]]
+    assert all(len(e) == 1 for e in errors), errors
+    return [(source, e[0]) for source, e in zip(SHOWN, errors)]
+
+
+@pytest.mark.parametrize("case", range(len(SHOWN)))
+def test_a_failing_check_shows_the_readers_line_and_the_message_only(shown, case):
+    from guard_run import error_line
+
+    source, output = shown[case]
+    text = ANSI.sub("", "\n".join(output.traceback))
+    assert output.ename in ("GradientMismatch", "FalseClaim")
+    assert text.endswith(f"{output.ename}: {output.evalue}"), "the message comes last, whole"
+    # the reader's line, with its number in the cell: where it failed
+    number = SHOWN[source]
+    line = source.splitlines()[number - 1]
+    assert re.search(rf"Cell In\[\d+\], line {number}\n----> {number} {re.escape(line)}\n", text)
+    # nothing of byhand's, of IPython's or of the machine that ran it
+    before = text[: text.rindex(f"{output.ename}: ")]
+    for unwanted in ("byhand", "figures", "File ", "site-packages", "Traceback", "compare("):
+        assert unwanted not in before, f"{unwanted!r} in what the reader sees:\n{text}"
+    assert not PATH.search(text), f"a file path in what the reader sees:\n{text}"
+    # the build's failure summary and the runner read the same error line as before
+    assert error_line(text) == f"{output.ename}: {output.evalue.splitlines()[0]}"
+
+
+def test_the_diagnosis_is_the_last_line_the_reader_sees(shown):
+    text = ANSI.sub("", "\n".join(shown[0][1].traceback))  # 3 times W's gradient, (3, 2)
+    assert text.splitlines()[-1] == (
+        "looks like a constant factor: manual = 3 × autograd everywhere "
+        "(3 is the size of dimension 0)"
+    )
+
+
+def test_a_check_inside_a_function_shows_both_cells(shown):
+    text = ANSI.sub("", "\n".join(shown[3][1].traceback))
+    calls = re.findall(r"Cell In\[\d+\], line (\d+)\n----> \1 (.*)\n", text)
+    assert [call for _, call in calls] == ["verify()", 'check({"dL/dW": (W.grad.t(), W.grad)})']
+
+
+def test_plain_python_shows_the_usual_traceback():
+    import traceback
+
+    with pytest.raises(GradientMismatch) as info:
+        check({"g": (torch.zeros(1), torch.ones(1))})
+    shown = "".join(traceback.format_exception(info.value))
+    assert "byhand.py" in shown and "in compare" in shown
+
+
+# --- diagnose: what a failing check's mismatch looks like (issue 19 §2) ------------------
+
+import bench_diagnosis  # noqa: E402  (scripts/: the mistakes, made one way for tests and bench)
+from byhand import diagnose  # noqa: E402
+
+SCALES = st.integers(-8, 8).map(lambda k: 10.0**k)
+DTYPES = st.sampled_from([torch.float64, torch.float32])
+SHAPES = st.lists(st.integers(1, 5), min_size=0, max_size=3).map(tuple)
+
+
+@st.composite
+def mistakes(draw, kind: str):
+    """(manual, reference), the manual gradient made from the reference by one mistake of
+    class ``kind`` (bench_diagnosis.example), across shapes, values, scales and dtypes."""
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
+    made = bench_diagnosis.example(kind, draw(SHAPES), gen, draw(SCALES), draw(DTYPES))
+    assume(made is not None)
+    return made
+
+
+@pytest.mark.parametrize("kind", [k for k in bench_diagnosis.CLASSES if k != "none"])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_the_diagnosis_names_the_mistake(kind, data):
+    manual, reference = data.draw(mistakes(kind))
+    if kind == "factor" and reference.count_nonzero() < 2:
+        # one number is some factor times any other: only a whole factor (2, 1/3) is named
+        assume(float(manual / reference) in (2.0, 0.5, 3.0))
+    found = diagnose(manual, reference)
+    assert bench_diagnosis.named(found) == kind, found
+    assert found.startswith("looks like ") and "\n" not in found and len(found) <= 120, found
+
+
+@settings(max_examples=300, deadline=None)
+@given(wrong=mistakes("none"))
+def test_no_diagnosis_for_a_wrong_gradient_without_a_pattern(wrong):
+    assert diagnose(*wrong) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=SHAPES, seed=st.integers(0, 2**32 - 1), scale=SCALES)
+def test_no_diagnosis_for_a_passing_check(shape, seed, scale):
+    """The same sums added in another order pass their check: nothing to diagnose."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(4, *shape, generator=gen, dtype=torch.float64) * scale
+    manual, reference = X.flip(0).cumsum(0)[-1], X.sum(0)
+    compare({"g": (manual, reference)}, rtol=1e-7, atol=1e-7 * scale)
+    assert diagnose(manual, reference) is None
+
+
+@pytest.mark.parametrize(
+    "manual, reference, expected",
+    [
+        (lambda H, G: 2 * H / 4, lambda H, G: 2 * H / 12, "a constant factor: manual = 3 × autograd everywhere (3 is the size of dimension 1)"),
+        (lambda H, G: 2 * H, lambda H, G: 2 * H / 12, "manual = 12 × autograd everywhere (12 is the number of elements)"),
+        (lambda H, G: H.mean(0), lambda H, G: H.sum(0), "manual = 1/4 × autograd everywhere"),
+        (lambda H, G: H * 1.001, lambda H, G: H, "manual = 1.001 × autograd everywhere"),
+        (lambda H, G: -H, lambda H, G: H, "a sign flip: manual = −autograd everywhere"),
+        (lambda H, G: H, lambda H, G: H.sum(0), "an axis left unsummed: manual.sum(0) matches autograd"),
+        (lambda H, G: H, lambda H, G: H.sum(0, keepdim=True), "manual.sum(0, keepdim=True) matches"),
+        (lambda H, G: H.sum(0), lambda H, G: H.sum(0, keepdim=True), "a missing keepdim=True: manual.unsqueeze(0) matches autograd"),
+        (lambda H, G: H.sum(0), lambda H, G: H, "a sum over an axis autograd keeps: autograd's, summed over axis 0, matches manual"),
+        (lambda H, G: H.t(), lambda H, G: H, "a transpose: manual.T matches autograd"),
+        (lambda H, G: H.reshape(2, 2, 3).permute(2, 0, 1), lambda H, G: H.reshape(2, 2, 3), "axes in another order: manual.permute(1, 2, 0) matches autograd"),
+        (lambda H, G: G * (H >= 0), lambda H, G: G * (H > 0), "a mask: manual matches autograd except at 1 of 12 elements, where autograd's is 0 and manual's is not"),
+        (lambda H, G: G * (H > 0), lambda H, G: G * (H >= 0), "where manual's is 0 and autograd's is not"),
+        (lambda H, G: G, lambda H, G: G * 0, None),  # autograd's all 0: no pattern to lean on
+        (lambda H, G: H @ G.t() @ H, lambda H, G: H, None),  # another formula
+    ],
+)  # fmt: skip
+def test_each_diagnosis_says_what_it_saw(manual, reference, expected):
+    gen = torch.Generator().manual_seed(0)
+    H, G = (torch.randn(4, 3, generator=gen, dtype=torch.float64) for _ in range(2))
+    H[0, 1] = 0.0  # an input at the kink
+    found = diagnose(manual(H, G), reference(H, G))
+    assert found == expected if expected is None else expected in found, found
+
+
+def test_a_failing_check_ends_with_its_diagnosis():
+    manual, auto = grads()
+    with pytest.raises(GradientMismatch) as info:
+        compare({"dL/dW": (-manual, auto)})
+    assert str(info.value).endswith("\nlooks like a sign flip: manual = −autograd everywhere")
+    with pytest.raises(GradientMismatch) as info:
+        compare({"dL/dW": (manual.t(), auto)}, reference="X.t() @ G")
+    message = str(info.value)
+    assert "shape (2, 3) but X.t() @ G's has shape (3, 2)" in message
+    assert message.endswith("\nlooks like a transpose: manual.T matches X.t() @ G")
+    with pytest.raises(GradientMismatch) as info:  # no pattern: no guess
+        compare({"dL/dW": (manual + torch.randn(3, 2), auto)})
+    assert "looks like" not in str(info.value)

@@ -794,7 +794,7 @@ def test_the_badge_counts_every_record_and_dates_the_build(monkeypatch):
     assert guard_run.badge_text(count, when) == (
         "✓ 2 gradients checked against autograd, 1 other result checked against a second "
         "computation, 1 backward pass checked against finite differences and 2 statements "
-        "about PyTorch asserted when this page was built · PyTorch 2.13.0 · 2 December 2026"
+        "of the text asserted when this page was built · PyTorch 2.13.0 · 2 December 2026"
     )
     monkeypatch.delenv("SOURCE_DATE_EPOCH")
     assert guard_run.build_date(executed_at=0.0).year == 1970  # else: when the page ran
@@ -950,8 +950,7 @@ def test_run_time_doors_fail_the_build_without_W(failing_book):
     ]
     assert len(records) == 2
     assert (
-        "✓</span> 2 gradients checked against autograd and 1 statement about PyTorch asserted"
-        in html
+        "✓</span> 2 gradients checked against autograd and 1 statement of the text asserted" in html
     )
     assert sum(len(r["quantities"]) for r in records if r["kind"] == "check") == 2
     runs = json.loads((out / "execution.json").read_text())

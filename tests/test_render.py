@@ -367,3 +367,84 @@ def test_preview_rewrites_conf_before_every_build(tmp_path, monkeypatch):
     config.write_text(config.read_text().replace('title: "Backprop by Hand"', 'title: "Edited"'))
     subprocess.run(pre_build, check=True, timeout=120)
     assert "html_title = 'Edited'" in (tmp_path / "conf.py").read_text()
+
+
+# --- lighter formulas, the same pixels ---------------------------------------------------------
+FORMULAS = [
+    (r"\frac{\partial L}{\partial W_{ij}} = \sum_{n} x_{ni}\, g_{nj}", True),
+    (r"X^\top G \in \mathbb{R}^{n_\text{in} \times n_\text{out}}", False),
+    (r"\begin{aligned} Y &= XW + b, \\ H &= \operatorname{relu}(Y) \end{aligned}", True),
+    (r"\left( \frac{1}{M} \sum_{n,j} (H_{nj} - T_{nj})^2 \right)", True),
+    (r"\begin{pmatrix} 1 & 0 \\ 0 & \mathbf{1}_{N} \end{pmatrix} \odot \sqrt{\hat y}", True),
+    (r"\operatorname{vec}_r(G)^\top \big(I_N \otimes W^\top\big)", False),
+]
+
+
+@needs_node
+def test_flattened_formulas_draw_the_same_pixels(tmp_path):
+    """render_math.mjs drops MathJax's empty <g> wrappers (fewer elements for the browser
+    to style and lay out): every formula draws exactly the same pixels without them."""
+    from test_browser import CHROMIUM_ARGS
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    from find_browser import BrowserNotFound, find_browser
+
+    try:
+        found = find_browser()
+    except BrowserNotFound as error:
+        pytest.skip(str(error))
+    server = mathsvg.MathJaxServer()
+    try:
+        css = server.css()
+        flat = server.render(FORMULAS)
+        nested = server.ask(
+            {
+                "equations": [{"tex": t, "display": d} for t, d in FORMULAS],
+                "cache": "page",
+                "flatten": False,
+            }
+        )
+    finally:
+        server.close()
+    assert not flat["errors"] and not nested["errors"]
+    count = lambda replies: sum(h.count("<g") for h in replies["html"])  # noqa: E731
+    assert count(flat) < 0.8 * count(nested), (count(flat), count(nested))
+    shots = []
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(**found.launch_options(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 900, "height": 400}, device_scale_factor=2)
+        for reply in (flat, nested):
+            page.set_content(f"<style>{css}</style>{reply['defs']}" + "".join(
+                f'<p id="f{i}" style="display:inline-block;margin:4px">{h}</p><br>'
+                for i, h in enumerate(reply["html"])
+            ))  # fmt: skip
+            shots.append([page.locator(f"#f{i}").screenshot() for i in range(len(FORMULAS))])
+        browser.close()
+    differ = [
+        (tex, n) for (tex, _), a, b in zip(FORMULAS, *shots) if (n := pixels_apart(a, b)) > 24
+    ]
+    assert not differ, f"flattened formulas draw differently (formula, pixels): {differ}"
+
+
+def pixels_apart(a: bytes, b: bytes) -> int:
+    """How many pixels two screenshots differ in (all of them if their sizes differ).
+    Chromium itself antialiases a \\big delimiter a dozen pixels differently from one load
+    of the same SVG to the next: the test allows two dozen."""
+    from PIL import Image, ImageChops
+
+    one, two = (Image.open(io.BytesIO(shot)).convert("L") for shot in (a, b))
+    if one.size != two.size:
+        return one.width * one.height
+    return sum(ImageChops.difference(one, two).histogram()[1:])
+
+
+@needs_node
+def test_punctuation_stays_with_its_formula(tmp_path):
+    """An inline formula and the punctuation after it are one unbreakable box: a narrow
+    screen never starts a line with the comma (tests/test_browser.py looks at 320 px)."""
+    built = build(tmp_path, {"p": "# P\n\nSo $W$, then $X^\\top G$: and $b$. Not $x$ here.\n"})
+    assert built.error is None, built.log[-2000:]
+    page = built.page("p")
+    assert page.count('<span class="math-nowrap">') == 3, page[page.index("So ") :][:900]
+    loose = re.findall(r"</mjx-container></span>[.,;:](?!</span>)", page)
+    assert not loose, f"punctuation left free after a formula: {loose}"

@@ -10,6 +10,9 @@
 * every chapter has >= 2 ``solution`` cells, each followed by an ``exercise-check`` cell;
 * no measured number is typed in the prose;
 * no code line a reader sees (folded or not) is wider than the code column at 1280 px;
+* every learner's question in the intro's table "Your question, answered" links a ``q-...``
+  label that exists once, outside any fold, with the chapter the link names; every ``q-...``
+  label of the book is in that table;
 * ``_config.yml`` loads the guard (a build without it would check nothing of the above).
 
 Each check is a function of the book's root that returns a list of problems, so the
@@ -295,6 +298,115 @@ def prose_number_problems(root: Path) -> list[str]:
     return found
 
 
+# --- the learners' questions are answered in sight ------------------------------------
+# The intro's table "Your question, answered" links each learner's question to the label
+# placed right before its answer: ``{ref}`chapter 2 <q-is-wg-a-vector>```. The answer must
+# be where a reader sees it: the label outside every fold (a dropdown, an admonition with
+# the dropdown class, a toggle, <details>), and not followed by a fold or a hidden cell.
+QUESTIONS_HEADING = "## Your question, answered"
+QUESTION_LINK = re.compile(r"\{ref\}`(?P<text>[^`<]*?)\s*<(?P<label>q-[\w-]+)>`")
+QUESTION_LABEL = re.compile(r"^\((?P<label>q-[\w-]+)\)=\s*$")
+FOLDS = {"dropdown", "toggle"}
+HIDDEN_CELL = {"hide-cell", "remove-cell", "hide-input", "remove-input", "hide-output"}
+
+
+def _options(lines: list[str], k: int) -> str:
+    """The options of the directive whose opening fence is line ``k - 1``: a YAML block
+    between ``---`` lines, or ``:name: value`` lines."""
+    if k < len(lines) and lines[k].strip() == "---":
+        end = next((j for j in range(k + 1, len(lines)) if lines[j].strip() == "---"), k)
+        return "\n".join(lines[k + 1 : end])
+    options = []
+    while k < len(lines) and re.match(r"^\s*:[\w-]+:", lines[k]):
+        options.append(lines[k])
+        k += 1
+    return "\n".join(options)
+
+
+def _blocks(text: str):
+    """(line number, line, folded, opening) for each line of a MyST page outside code
+    cells and code blocks. ``folded``: the line is inside a fold, or opens one. ``opening``:
+    for a line that opens a fence, ``{"name": directive, "tags": the cell's tags}``."""
+    lines = text.splitlines()
+    stack: list[dict] = []  # open fences, innermost last
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        m = OPENING_FENCE.match(stripped)
+        if (
+            stack
+            and m
+            and not m["name"]
+            and stripped == m["fence"]
+            and m["fence"][0] == stack[-1]["fence"][0]
+            and len(m["fence"]) >= len(stack[-1]["fence"])
+        ):
+            stack.pop()
+            continue
+        if stack and stack[-1]["code"]:
+            continue
+        folded = any(f["folded"] for f in stack) or "<details" in stripped
+        if not m:
+            yield number, line, folded, None
+            continue
+        name, options = m["name"] or "", _options(lines, number)
+        tags = re.search(r"tags:\s*\[([^\]]*)\]", options)
+        fence = {
+            "fence": m["fence"],
+            "code": name in CODE_DIRECTIVES and (name != "" or m["fence"][0] != ":"),
+            "folded": folded or name in FOLDS or bool(re.search(r":?class:.*dropdown", options)),
+            "name": name,
+            "tags": set(re.findall(r"[\w-]+", tags[1])) if tags else set(),
+        }
+        stack.append(fence)
+        yield number, line, fence["folded"], fence
+
+
+def question_problems(root: Path) -> list[str]:
+    intro = root / "book" / "intro.md"
+    text = intro.read_text(encoding="utf-8") if intro.is_file() else ""
+    table = (
+        text.split(QUESTIONS_HEADING, 1)[1].split("\n#", 1)[0] if QUESTIONS_HEADING in text else ""
+    )
+    links = [(m["text"], m["label"]) for m in QUESTION_LINK.finditer(table)]
+    placed: dict[str, list[tuple[Path, int, bool, dict | None]]] = {}
+    for page in pages(root):
+        blocks = list(_blocks(page.read_text(encoding="utf-8")))
+        for k, (number, line, folded, _) in enumerate(blocks):
+            m = QUESTION_LABEL.match(line.strip())
+            if m:
+                after = next(((f, o) for _, s, f, o in blocks[k + 1 :] if s.strip()), (False, None))
+                placed.setdefault(m["label"], []).append((page, number, folded, after))
+    found = []
+    for label in sorted(set(placed) - {label for _, label in links}):
+        page, number, _, _ = placed[label][0]
+        found.append(
+            f"{rel(root, page)}:{number}: ({label})= is a learner's question missing from the "
+            f"intro's table ({QUESTIONS_HEADING!r})"
+        )
+    for link_text, label in links:
+        where = placed.get(label, [])
+        if len(where) != 1:
+            found.append(
+                f"book/intro.md: the question table links {label}, which "
+                + ("no page places" if not where else f"{len(where)} pages place")
+                + f" as ({label})="
+            )
+            continue
+        page, number, folded, (next_folded, opening) = where[0]
+        at = f"{rel(root, page)}:{number}: ({label})="
+        if folded:
+            found.append(f"{at} is inside a fold; a learner's answer must be in sight")
+        elif next_folded or (opening and HIDDEN_CELL & opening["tags"]):
+            found.append(f"{at} is followed by a fold or a hidden cell; put the answer in sight")
+        chapter = re.search(r"chapter (\d+)", link_text)
+        if chapter and not page.name.startswith(f"{int(chapter[1]):02d}-"):
+            found.append(
+                f"book/intro.md: the question table says {label} is in {link_text!r}, but it is "
+                f"in {rel(root, page)}"
+            )
+    return found
+
+
 def guard_problems(root: Path) -> list[str]:
     """The build guard's rules (the build runs the same function when it starts)."""
     return guard.problems(root, root / "_toc.yml")
@@ -330,6 +442,7 @@ CHECKS = [
     exercise_problems,
     prose_number_problems,
     wide_code_problems,
+    question_problems,
 ]
 
 
@@ -494,3 +607,44 @@ def test_a_book_without_the_guard_is_found(tmp_path):
     config = (ROOT / "_config.yml").read_text(encoding="utf-8")
     (tmp_path / "_config.yml").write_text(config.replace("guard: book/_ext", "other: book/_ext"))
     assert config_problems(tmp_path) and not config_problems(ROOT)
+
+
+def test_a_question_out_of_sight_is_found(tmp_path):
+    intro = (
+        "# Intro\n\n## Your question, answered\n\n| your question | answered in |\n"
+        "| --- | --- |\n"
+        + "".join(
+            f"| {label}? | {{ref}}`{where} <{label}>` |\n"
+            for label, where in [
+                ("q-open", "chapter 1"),
+                ("q-dropdown", "chapter 1"),
+                ("q-admonition", "chapter 1"),
+                ("q-hidden-cell", "chapter 1"),
+                ("q-then-fold", "chapter 1"),
+                ("q-missing", "chapter 1"),
+                ("q-elsewhere", "chapter 2"),
+            ]
+        )
+        + "\n## Notation\n\n(q-below-the-table)=\nNot a question of the table.\n"
+    )
+    page = (
+        f"---\n{HEADER}---\n# One\n\n(q-open)=\n## In sight\n\nThe answer.\n\n"
+        "(q-elsewhere)=\nThe answer, in chapter 1.\n\n"
+        ":::{dropdown} Going further\n(q-dropdown)=\nFolded.\n:::\n\n"
+        "````{admonition} Aside\n:class: dropdown\n(q-admonition)=\nFolded too.\n````\n\n"
+        "(q-hidden-cell)=\n```{code-cell} ipython3\n:tags: [hide-cell]\nx = 1\n```\n\n"
+        "(q-then-fold)=\n:::{dropdown} The answer\nFolded.\n:::\n\n"
+        "(q-unlisted)=\n## A question the table forgot\n\n```python\n(q-in-code)=\n```\n"
+    )
+    book = make_book(tmp_path, {"book/intro.md": intro, "book/01-one.md": page}, ["book/01-one"])
+    found = "\n".join(question_problems(book))
+    assert "q-open" not in found and "q-in-code" not in found, found
+    assert "01-one.md:23: (q-dropdown)= is inside a fold" in found, found
+    assert "01-one.md:29: (q-admonition)= is inside a fold" in found, found
+    assert "01-one.md:33: (q-hidden-cell)= is followed by a fold or a hidden cell" in found, found
+    assert "01-one.md:39: (q-then-fold)= is followed by a fold or a hidden cell" in found, found
+    assert "links q-missing, which no page places" in found, found
+    assert "q-elsewhere is in 'chapter 2', but it is in book/01-one.md" in found, found
+    assert "01-one.md:44: (q-unlisted)= is a learner's question missing from" in found, found
+    assert "intro.md:17: (q-below-the-table)= is a learner's question missing" in found, found
+    assert len(found.splitlines()) == 8, found

@@ -169,6 +169,8 @@ def test_permissions_are_least_privilege(workflows):
             perms = job.get("permissions", {})
             assert isinstance(perms, dict), f"{name}:{job_id}: list permissions explicitly"
             writes = {k for k, v in perms.items() if v == "write"}
+            if (name, job_id) == ("book.yml", "notebooks"):
+                continue  # test_notebooks_branch_is_pushed_by_a_job_that_runs_no_repository_code
             assert writes <= allowed_writes, f"{name}:{job_id}: writes {writes}"
             if writes & {"pages", "id-token"}:
                 assert not any("run" in s for s in job.get("steps", [])), (
@@ -340,6 +342,35 @@ def test_pages_are_published_from_main_only_and_never_concurrently(workflows):
     assert any("actions/deploy-pages" in s.get("uses", "") for s in deploy["steps"])
     upload = next(s for _, s in steps(wf) if "actions/upload-pages-artifact" in s.get("uses", ""))
     assert upload["if"] == main_only and upload["with"]["path"] == "_build/html"
+
+
+def test_notebooks_branch_is_pushed_by_a_job_that_runs_no_repository_code(workflows):
+    """The one job that may write to the repository: on a push to main, after the build,
+    it commits the build's artifact of reader's notebooks to one branch, the branch the
+    launch buttons open (book/_ext/notebooks.py), with git alone."""
+    import notebooks
+
+    wf = workflows["book.yml"]
+    job = wf["jobs"]["notebooks"]
+    main = "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert job["if"] == main and job["needs"] == "build"
+    assert job["permissions"] == {"contents": "write"}
+    assert job["concurrency"]["cancel-in-progress"] is False
+    uses = [s.get("uses", "") for s in job["steps"]]
+    assert not any("actions/checkout" in u for u in uses), "the notebooks job checks nothing out"
+    download = next(s for s in job["steps"] if "actions/download-artifact" in s.get("uses", ""))
+    assert download["with"]["name"] == "reader-notebooks"
+    runs = "\n".join(s.get("run", "") for s in job["steps"])
+    for word in ("make", "python", "bash", "npm", "pip", "./", ".ci", "scripts/", "sh "):
+        assert not re.search(rf"(^|\s){re.escape(word)}", runs), f"the notebooks job runs {word!r}"
+    assert f"HEAD:refs/heads/{notebooks.BRANCH}" in runs
+    upload = next(
+        s
+        for _, s in steps(wf)
+        if s.get("with", {}).get("name") == "reader-notebooks" and "upload" in s.get("uses", "")
+    )
+    assert upload["if"] == main and upload["with"]["path"] == f"_build/html/{notebooks.OUT}/"
+    assert upload["with"]["include-hidden-files"] is True  # .binder/
 
 
 def test_weekly_workflow_upgrades_and_checks_links_without_gating_pull_requests(workflows):

@@ -104,9 +104,7 @@ def summary(rows: list[Row], failures: list[Failure], title: str) -> str:
     if failures:
         lines += ["", f"### {len(failures)} failure(s), each on its line", ""]
         lines += [
-            f"- `{f.where}`: {f.message.splitlines()[0].strip()}"
-            if f.path
-            else f"- {f.message}"
+            f"- `{f.where}`: {f.message.splitlines()[0].strip()}" if f.path else f"- {f.message}"
             for f in failures
         ]
     return "\n".join(lines) + "\n"

@@ -258,7 +258,7 @@ class Tally:
     autograd: int = 0  # gradients compared with autograd by check()
     other: int = 0  # other results compared with a second computation by check()
     fd: int = 0  # backward passes compared with finite differences by fd_check()
-    claims: int = 0  # sentences about PyTorch asserted by claim()
+    claims: int = 0  # sentences of the prose asserted by claim()
     demonstrations: int = 0  # raises-exception cells that failed as they declare
     torch: tuple[str, ...] = ()
 
@@ -321,7 +321,7 @@ def _n(count: int, one: str, many: str) -> str:
 
 
 def badge_text(count: Tally, when: datetime) -> str:
-    """``✓ 27 gradients checked against autograd and 4 statements about PyTorch asserted
+    """``✓ 27 gradients checked against autograd and 4 statements of the text asserted
     when this page was built · PyTorch 2.13.0 · 2 December 2026``."""
     parts = []
     if count.autograd:
@@ -336,7 +336,7 @@ def badge_text(count: Tally, when: datetime) -> str:
             _n(count.fd, "backward pass", "backward passes") + " checked against finite differences"
         )
     if count.claims:
-        parts.append(_n(count.claims, "statement", "statements") + " about PyTorch asserted")
+        parts.append(_n(count.claims, "statement", "statements") + " of the text asserted")
     what = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     versions = ", ".join(v.split("+")[0] for v in count.torch)
     day = f"{when.day} {MONTHS[when.month - 1]} {when.year}"
@@ -346,8 +346,10 @@ def badge_text(count: Tally, when: datetime) -> str:
 def badge_html(count: Tally, when: datetime) -> str:
     text = badge_text(count, when)
     mark, what, torch_part, day = re.match(r"(✓) (.*) · (PyTorch .*) · (.*)$", text).groups()
+    # The version and the date on a line of their own (byhand.css), never a line that
+    # starts with "·" where a phone wraps the badge.
     return (
         f'<p class="byhand-badge"><span class="byhand-badge-mark" aria-hidden="true">{mark}</span> '
-        f'{escape(what)} <span class="byhand-badge-meta">· {escape(torch_part)} · '
+        f'{escape(what)} <span class="byhand-badge-meta">{escape(torch_part)}&nbsp;· '
         f'<time datetime="{when:%Y-%m-%d}">{escape(day)}</time></span></p>'
     )

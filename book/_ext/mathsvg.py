@@ -200,6 +200,37 @@ def render_page(app: Sphinx, doctree: nodes.document, docname: str) -> None:
     doctree[DEFS] = reply["defs"]
 
 
+# Punctuation that closes a phrase: it stays on the line of the formula before it.
+CLOSING_PUNCTUATION = re.compile(r"^[.,;:!?)\]}\u2019\u201d\u2026]+")
+NOWRAP = "math-nowrap"
+
+
+def glue_punctuation(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """doctree-resolved: an inline formula and the punctuation right after it ("$W$,")
+    go into one ``<span class="math-nowrap">``, so that a narrow screen never starts a line
+    with the comma (a formula is an unbreakable box; the browser may break after it)."""
+    if app.builder.format != "html":
+        return
+    for node in list(doctree.findall(nodes.math)):
+        parent = node.parent
+        if parent is None or isinstance(parent, nodes.inline) and NOWRAP in parent["classes"]:
+            continue
+        index = parent.index(node)
+        after = parent[index + 1] if index + 1 < len(parent) else None
+        found = CLOSING_PUNCTUATION.match(after.astext()) if isinstance(after, nodes.Text) else None
+        if found is None:
+            continue
+        wrap = nodes.inline(classes=[NOWRAP])
+        parent.replace(node, wrap)
+        wrap += node
+        wrap += nodes.Text(found.group(0))
+        rest = after.astext()[found.end() :]
+        if rest:
+            parent.replace(after, nodes.Text(rest))
+        else:
+            parent.remove(after)
+
+
 def failures(app: Sphinx) -> list[str]:
     if not hasattr(app, "_mathsvg_failures"):
         app._mathsvg_failures = []
@@ -254,6 +285,8 @@ def visit_math_block(self, node: nodes.math_block) -> None:
 MATH_CSS_EXTRA = (
     # a formula MathJax could not typeset, as the preview shows it
     "code.math-error{color:#b00020;border:1px solid #b00020;padding:0 .2em;white-space:pre-wrap}"
+    # a formula and the punctuation after it: one unbreakable box (glue_punctuation)
+    f".{NOWRAP}{{white-space:nowrap}}"
 )
 
 
@@ -315,6 +348,7 @@ def setup(app: Sphinx) -> dict:
     app.add_html_math_renderer(NAME, (visit_math, None), (visit_math_block, None))
     app.connect("config-inited", choose_renderer)
     app.connect("builder-inited", load_css)
+    app.connect("doctree-resolved", glue_punctuation)
     app.connect("doctree-resolved", render_page)
     app.connect("html-page-context", page_context)
     app.connect("build-finished", finish)

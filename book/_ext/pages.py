@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 from pathlib import Path
 
 from sphinx.application import Sphinx
@@ -58,6 +59,9 @@ INLINED_JS = "documentation_options.js"
 # loaded by the pages that have one, and only by them.
 FIGURE_MARK = "data-byhand-figure"
 FIGURE_JS = "_static/byhand-figures.js"
+# The whole book as one PDF (scripts/build_pdf.py writes it at the site's root, after the
+# HTML build): linked from every page's download menu.
+BOOK_PDF = "backprop-by-hand.pdf"
 
 
 THEMES = ("sphinx_book_theme", "pydata_sphinx_theme")  # what the templates override
@@ -161,8 +165,81 @@ def write_bundles(app: Sphinx, exception: Exception | None) -> None:
         path.write_text(UNTRIMMED + body, encoding="utf-8")
 
 
+def link_book_pdf(context: dict) -> None:
+    """The download menu offers the whole book as one PDF (BOOK_PDF) beside the page's own
+    files. A plain link, which no check fetches: a build without ``make pdf`` has the link
+    and not the file (tests/test_pdf.py checks it resolves once the PDF is built)."""
+    for group in context.get("header_buttons") or []:
+        if group.get("label") == "download-buttons":
+            group["buttons"].append(
+                {
+                    "type": "link",
+                    "url": context["pathto"](BOOK_PDF, 1),
+                    "text": "book .pdf",
+                    "tooltip": "The whole book as one PDF",
+                    "icon": "fas fa-book",
+                    "label": "download-book-pdf-button",
+                }
+            )
+
+
+# --- images: their size known before they load, and fetched when the reader gets near ------
+IMG_TAG = re.compile(r"<img\b[^>]*>")
+FIRST_SCREEN = 3000  # characters of a page's body: its title, badge and first paragraph
+SVG_SIZE = re.compile(r"<svg\b[^>]*?\bwidth=\"([\d.]+)(?:px)?\"[^>]*?\bheight=\"([\d.]+)(?:px)?\"")
+SVG_VIEWBOX = re.compile(r"<svg\b[^>]*?\bviewBox=\"[\d.-]+[ ,]+[\d.-]+[ ,]+([\d.]+)[ ,]+([\d.]+)\"")
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """A PNG's or an SVG's intrinsic width and height in CSS pixels, or None."""
+    try:
+        head = path.read_bytes()[:4096]
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    if path.suffix == ".svg":
+        text = head.decode("utf-8", "replace")
+        found = SVG_SIZE.search(text) or SVG_VIEWBOX.search(text)
+        if found:
+            return round(float(found.group(1))), round(float(found.group(2)))
+    return None
+
+
+def size_images(app: Sphinx, pagename: str, context: dict) -> None:
+    """Each image of the page's body gets its intrinsic ``width`` and ``height`` (the
+    browser reserves its box before it loads: nothing shifts), and ``loading="lazy"``
+    unless it starts the page (within its first FIRST_SCREEN characters, where it may be
+    the largest thing a reader sees first): a plot further down is fetched when the reader
+    scrolls near it, not with the page (chapter 2's three plots were 115 KB of its first
+    load)."""
+    body = context.get("body")
+    images = getattr(app.builder, "images", None)
+    if not body or not images or "<img" not in body:
+        return
+    by_name = {name: Path(app.srcdir, source) for source, name in images.items()}
+
+    def fix(match: re.Match) -> str:
+        tag = match.group(0)
+        src = re.search(r'\ssrc="([^"]+)"', tag)
+        source = by_name.get(Path(src.group(1)).name) if src else None
+        size = image_size(source) if source is not None else None
+        if size is None:
+            return tag
+        extra = ""
+        if " width=" not in tag and " height=" not in tag:
+            extra += f' width="{size[0]}" height="{size[1]}"'
+        if match.start() > FIRST_SCREEN and " loading=" not in tag:
+            extra += ' loading="lazy" decoding="async"'
+        return re.sub(r"\s*/?>$", lambda end: extra + end.group(0), tag, count=1)
+
+    context["body"] = IMG_TAG.sub(fix, body)
+
+
 def select_assets(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
     """html-page-context, after every other handler: the page's scripts and stylesheets."""
+    link_book_pdf(context)
+    size_images(app, pagename, context)
     context["icon_font_preloads"] = [f"{ICON_FONT_DIR}/{name}.subset.woff" for name in ICON_FONTS]
     css = context.get("css_files")
     if css is not None and app.config.html_theme in THEMES:  # layout.html links the bundle
