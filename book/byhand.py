@@ -137,15 +137,21 @@ def _call_site() -> str | None:
     """Where the page called check, fd_check or claim, as IPython names a line of a cell in
     a traceback (``Cell In[5], line 3``); None outside IPython. The build checks that every
     such call on a page ran (book/_ext/guard_run.py)."""
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    name = getattr(getattr(shell, "compile", None), "format_code_name", None)
-    frame = sys._getframe(1) if name else None
+    name = _cell_name()
+    frame = sys._getframe(1)
     while frame is not None:
         cell = name(frame.f_code.co_filename)
         if cell:
             return f"{' '.join(cell)}, line {frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+def _cell_name():
+    """IPython's name for the file of a cell's code (``("Cell", "In[5]")``), as a function
+    of the file name; it returns None for other files, and always outside IPython."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return getattr(getattr(shell, "compile", None), "format_code_name", lambda file: None)
 
 
 @dataclass(frozen=True)
@@ -901,8 +907,7 @@ def _readers_lines(tb) -> list[str]:
             break
         else:
             frames.append((frame.f_code.co_filename, line))
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    name = getattr(getattr(shell, "compile", None), "format_code_name", lambda file: None)
+    name = _cell_name()
     cells = [(file, line) for file, line in frames if name(file)]
     lines = []
     for file, line in cells or frames[-1:]:
