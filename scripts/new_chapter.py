@@ -16,7 +16,7 @@ and adds ``- file: book/NN-NAME`` to ``_toc.yml`` right after the last numbered 
   which must be free: two chapters never share a number.
 * The title gets the chapter's number in front, as in the other chapters
   (``13 · Weight decay``), unless it already starts with a digit. Without a title, it is
-  made from NAME. It must fit the template's code lines (guard_lint.CODE_COLUMNS).
+  made from NAME. It must fit the template's code block (guard_lint.code_columns).
 * An existing file, or a chapter already in ``_toc.yml``, is never overwritten.
 
 The new chapter builds and passes ``make check`` as it stands; then replace the template's
@@ -36,7 +36,7 @@ import yaml
 
 import project  # noqa: F401  (puts book/_ext on sys.path)
 from guard import CHAPTER_NAME, chapter_documents, toc_documents
-from guard_lint import CODE_COLUMNS, wide_code_lines
+from guard_lint import wide_code_lines
 
 NAME = re.compile(r"^(?:(?P<number>\d\d)-)?(?P<words>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)$")
 CHAPTERS = re.compile(r"^(?P<indent>[ ]*)chapters:[ ]*(#.*)?$")
@@ -187,9 +187,10 @@ def create(root: Path, name: str, title: str) -> tuple[Path, Path]:
     text = (root / "book" / "_template.md").read_text(encoding="utf-8").replace("{{TITLE}}", title)
     wide = wide_code_lines(text)
     if wide:
+        _, line, fits = wide[0]
         raise ChapterError(
-            f"the title {title!r} is too long: the template's line {wide[0][1]!r} would be "
-            f"{len(wide[0][1])} columns, and code lines fit {CODE_COLUMNS} (shorten the title)"
+            f"the title {title!r} is too long: the template's line {line!r} would be "
+            f"{len(line)} columns, and its code block fits {fits} (shorten the title)"
         )
     new_toc = add_to_toc(toc_path.read_text(encoding="utf-8"), entry)
     parsed = yaml.safe_load(new_toc)  # the edit must leave valid YAML listing the page

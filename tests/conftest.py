@@ -178,10 +178,8 @@ _BACKGROUND: list[subprocess.Popen] = []
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Close the worker's browser (tests/test_browser.py); reap the background build
-    (another worker may still need it), stopping it if the session was interrupted."""
-    if "test_browser" in sys.modules:
-        sys.modules["test_browser"].close_browser()
+    """Reap the background build (another worker may still need it); stop it if the
+    session was interrupted (Ctrl+C)."""
     for proc in _BACKGROUND:
         if proc.poll() is None and exitstatus == pytest.ExitCode.INTERRUPTED:
             os.killpg(proc.pid, signal.SIGTERM)

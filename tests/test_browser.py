@@ -108,23 +108,11 @@ class Site:
         return self.base + page
 
 
-_RUNNING: dict[str, object] = {}  # Playwright and its browser, once per worker process
-
-
-def close_browser() -> None:
-    """Close the worker's browser (tests/conftest.py, at the end of the session)."""
-    if "browser" in _RUNNING:
-        _RUNNING.pop("browser").close()
-        _RUNNING.pop("playwright").stop()
-
-
 @pytest.fixture(scope="module")
 def browser():
-    """One Chromium per worker for the whole session, whichever modules use it and in
-    whatever order xdist hands their tests out (a module's fixtures are torn down each
-    time its tests are interleaved with another module's)."""
     # Locally, no browser (or no Playwright) skips the module, saying why; in CI (CI=true),
-    # or when CHROMIUM_PATH names a browser that is not there, it fails.
+    # or when CHROMIUM_PATH names a browser that is not there, it fails. (Module-scoped:
+    # other modules start Playwright themselves, and two cannot run in one thread.)
     in_ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
     unavailable = pytest.fail if in_ci else pytest.skip
     try:
@@ -136,12 +124,10 @@ def browser():
     except BrowserNotFound as error:
         asked = bool(os.environ.get("CHROMIUM_PATH"))
         (pytest.fail if asked else unavailable)(f"browser tests need Chrome or Chromium: {error}")
-    if "browser" not in _RUNNING:
-        _RUNNING["playwright"] = sync_api.sync_playwright().start()
-        _RUNNING["browser"] = _RUNNING["playwright"].chromium.launch(
-            **found.launch_options(), headless=True, args=CHROMIUM_ARGS
-        )
-    return _RUNNING["browser"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(**found.launch_options(), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 def is_loopback(url: str) -> bool:
@@ -379,7 +365,9 @@ def see(site: Site, browser, page: str) -> Seen:
     )  # fmt: skip
 
 
-_SEEN: dict[tuple[str, str], Seen] = {}  # (site, page) -> what it showed, per worker
+# (site, page) -> what it showed, for the worker's whole session: a module's fixtures are
+# torn down whenever xdist interleaves another module's tests, what a page showed is not
+_SEEN: dict[tuple[str, str], Seen] = {}
 
 
 @pytest.fixture(scope="module")

@@ -167,8 +167,9 @@ def test_the_job_summary_has_a_row_per_page_and_each_failure_on_its_line(failing
     assert set(rows) == {"intro", *books.FAILING_PAGES}, rows
     assert rows["intro"] == "0 | 0 | 0 | no code"
     assert rows["09-broken"] == "0 | 0 | 0 | ❌ failed"
-    # 2 checked, 1 claim, 2 demonstrations that failed as declared; the guard's findings
-    assert rows["13-doors"] == "2 | 1 | 2 | ❌ refused"
+    # 3 checked (the silent demonstration's check passed), 1 claim, 2 demonstrations that
+    # failed as they declare; refused for the guard's findings
+    assert rows["13-doors"] == "3 | 1 | 2 | ❌ refused"
     failures = re.findall(r"^- `(book/[\w-]+\.md):?(\d*)`: (.*)$", summary, re.M)
     broken = books.line_of(books.WRONG, 'check({"dL/dW": (X.t() @ G * 1.001')
     assert ("book/09-broken.md", str(broken)) in {(f, n) for f, n, _ in failures}

@@ -33,7 +33,7 @@ from myst_nb.core.read import is_myst_markdown_notebook
 import guard
 from conftest import ROOT
 from guard import code_cells  # the one definition of a page's code cells
-from guard_lint import CODE_COLUMNS, tags, wide_code_lines
+from guard_lint import tags, wide_code_lines
 
 DIRECTIVE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<kind>figure|image)\}\s*(?P<target>\S*)")
 MD_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -416,10 +416,10 @@ def wide_code_problems(root: Path) -> list[str]:
     """Code a reader sees fits the code column at 1280 px (guard_lint.CODE_COLUMNS): what
     the browser tests would find, found without a browser."""
     return [
-        f"{rel(root, page)}:{line}: a code line of {len(text)} columns; code fits "
-        f"{CODE_COLUMNS} (wrap it, or move a comment to its own line)"
+        f"{rel(root, page)}:{line}: a code line of {len(text)} columns; its block fits "
+        f"{fits} (wrap it, or move a comment to its own line)"
         for page in pages(root)
-        for line, text in wide_code_lines(page.read_text(encoding="utf-8"))
+        for line, text, fits in wide_code_lines(page.read_text(encoding="utf-8"))
     ]
 
 
@@ -537,8 +537,8 @@ def test_checks_name_every_offending_file(tmp_path):
     assert "_toc.yml lists 2 chapters numbered 05 (book/05-solution, book/05-again)" in guard_text
     line = unchecked_solution.splitlines().index(f"x = {'1' * 87}") + 1
     assert text["wide_code_problems"] == (
-        f"book/05-solution.md:{line}: a code line of 91 columns; code fits 90 (wrap it, or "
-        "move a comment to its own line)"
+        f"book/05-solution.md:{line}: a code line of 91 columns; its block fits 88 (wrap it, "
+        "or move a comment to its own line)"
     )
     images = text["image_problems"]
     assert "04-images.md:3: image ../imgs/a.svg has empty alt text" in images

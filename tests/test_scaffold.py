@@ -134,7 +134,7 @@ def test_titles_that_would_break_the_code_are_refused(book):
     assert result.returncode == 1 and not (book / "book" / f"{NAME}.md").exists()
     long = "A title much too long for the code line of the template that names the chapter"
     result = new_chapter(book, NAME, "--title", long)
-    assert result.returncode == 1 and "is too long" in result.stderr and "fit 90" in result.stderr
+    assert result.returncode == 1 and "is too long" in result.stderr and "fits 90" in result.stderr
     assert new_chapter(book, NAME, "--title", long[:60]).returncode == 0
 
 

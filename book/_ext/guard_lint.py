@@ -1497,27 +1497,35 @@ def page_line(page: Path, cell: int, line: int | None = None) -> int | None:
     return start + (line or 1)
 
 
-# Columns of code that fit the book's code blocks at 1280 px: the column is 708 px wide and
-# a character of its 13 px monospace font 7.8 px (DejaVu Sans Mono, measured in Chromium;
-# Menlo, Consolas and SF Mono are as wide), so 90 fit; the 91st scrolls, which the browser
-# tests refuse (test_browser.test_laptop_layout). Checked without a browser by make check.
+# Columns of code that fit the book's code blocks at 1280 px, measured in Chromium: a
+# character of the 13 px monospace font is 7.8 px (DejaVu Sans Mono; Menlo, Consolas and
+# SF Mono are as wide). An open block's column is 708 px (90 characters); a folded one
+# (hide-input, hide-cell) sits in the fold's box, 690 px (88). A wider line scrolls, which
+# the browser tests refuse (test_browser.test_laptop_layout); make check finds it without
+# a browser.
 CODE_COLUMNS = 90
+FOLDED_COLUMNS = {"hide-input": 88, "hide-cell": 88}
 UNSEEN_TAGS = {"remove-input", "remove-cell"}  # the reader never sees these cells' code
 
 
-def wide_code_lines(text: str, config: MdParserConfig | None = None) -> list[tuple[int, str]]:
+def code_columns(cell) -> int:
+    """How many columns of code fit the block ``cell`` is shown in."""
+    return min([CODE_COLUMNS, *(FOLDED_COLUMNS.get(t, CODE_COLUMNS) for t in tags(cell))])
+
+
+def wide_code_lines(text: str, config: MdParserConfig | None = None) -> list[tuple[int, str, int]]:
     """The lines of code a reader sees (folded ones too: a folded cell is laid out, and
-    scrolls, before it is opened) that are wider than :data:`CODE_COLUMNS`, as (page line,
-    the line)."""
+    scrolls, before it is opened) that are wider than their block, as (page line, the line,
+    the columns that fit)."""
     if not has_code_cells(text, config) or not is_myst_markdown_notebook(text):
         return []
     notebook = read_myst_markdown_notebook(text, config or md_config(), add_source_map=True)
     return [
-        (start + n, line)
+        (start + n, line, code_columns(cell))
         for cell, _, start in located_cells(text, notebook)
         if not UNSEEN_TAGS & set(tags(cell))
         for n, line in enumerate(cell.source.splitlines(), 1)
-        if len(line) > CODE_COLUMNS
+        if len(line) > code_columns(cell)
     ]
 
 

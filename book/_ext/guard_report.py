@@ -63,6 +63,10 @@ class Failure:
         return f"::error {','.join(properties)}::{_data(message)}"
 
 
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
 def _data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
@@ -89,8 +93,9 @@ def summary(rows: list[Row], failures: list[Failure], title: str) -> str:
         failed = [r for r in rows if r.result not in ("passed", "no code")]
         totals = [sum(getattr(r, f) for r in rows) for f in ("checked", "claims", "demonstrations")]
         lines += [
-            f"{len(rows) - len(failed)} of {len(rows)} pages pass: {totals[0]} gradients "
-            f"checked, {totals[1]} claims asserted, {totals[2]} wrong formulas demonstrated.",
+            f"{len(rows) - len(failed)} of {len(rows)} pages pass: "
+            f"{_n(totals[0], 'gradient')} checked, {_n(totals[1], 'claim')} asserted, "
+            f"{_n(totals[2], 'wrong formula')} demonstrated.",
             "",
             "| page | gradients checked | claims asserted | demonstrations | result |",
             "| --- | ---: | ---: | ---: | --- |",
