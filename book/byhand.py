@@ -123,13 +123,35 @@ the page's title, how many gradients on it were checked when it was built. (Outp
 metadata rather than a mime type of its own: myst-nb warns about unknown mime types.)"""
 
 
-def _record(kind: str, names: Sequence[str], reference: str) -> dict:
+def _record(kind: str, names: Sequence[str], reference: str, site: str | None) -> dict:
     return {
         "kind": kind,
         "quantities": list(names),
         "reference": reference,
         "torch": torch.__version__,
+        "site": site,
     }
+
+
+def _call_site() -> str | None:
+    """Where the page called check, fd_check or claim, as IPython names a line of a cell in
+    a traceback (``Cell In[5], line 3``); None outside IPython. The build checks that every
+    such call on a page ran (book/_ext/guard_run.py)."""
+    name = _cell_name()
+    frame = sys._getframe(1)
+    while frame is not None:
+        cell = name(frame.f_code.co_filename)
+        if cell:
+            return f"{' '.join(cell)}, line {frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
+def _cell_name():
+    """IPython's name for the file of a cell's code (``("Cell", "In[5]")``), as a function
+    of the file name; it returns None for other files, and always outside IPython."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return getattr(getattr(shell, "compile", None), "format_code_name", lambda file: None)
 
 
 @dataclass(frozen=True)
@@ -147,6 +169,8 @@ class Report:
     tolerance: str | None = None
     """The tolerance the check was given (``"rtol 1e-04, atol 0"``), or None for
     :func:`torch.testing.assert_close`'s default for the dtype."""
+    site: str | None = None
+    """Where the page called (see :func:`_call_site`)."""
 
     def _matches(self) -> str:
         within = f" within {self.tolerance}" if self.tolerance else ""
@@ -185,7 +209,7 @@ class Report:
 
     @property
     def record(self) -> dict:
-        return _record(self.kind, [r.name for r in self.rows], self.reference)
+        return _record(self.kind, [r.name for r in self.rows], self.reference, self.site)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict]:
         data = {"text/plain": str(self), "text/html": self._repr_html_()}
@@ -269,7 +293,7 @@ def compare(
     # assert_close takes both tolerances or neither. Only its default is small enough
     # that a difference within it is rounding; a wider one must be named.
     tolerance = None if rtol is None else f"rtol {_number(rtol)}, atol {_number(atol)}"
-    return Report(tuple(rows), reference, tolerance=tolerance)
+    return Report(tuple(rows), reference, tolerance=tolerance, site=_call_site())
 
 
 def _number(x: float) -> str:
@@ -635,7 +659,7 @@ def fd_check(
     _show(
         _Shown(
             f"✓ {name}: backward agrees with finite differences for inputs of shape {shapes}{note}",
-            _record("fd_check", [name], "finite differences"),
+            _record("fd_check", [name], "finite differences", _call_site()),
         )
     )
 
@@ -663,7 +687,7 @@ def claim(statement: str, holds: object) -> None:
     _show(
         _Shown(
             f"✓ checked when this page was built: {statement}",
-            _record("claim", [statement], "PyTorch"),
+            _record("claim", [statement], "PyTorch", _call_site()),
             css_class="grad-check claim-check",
         )
     )
@@ -885,8 +909,7 @@ def _readers_lines(tb) -> list[str]:
             break
         else:
             frames.append((frame.f_code.co_filename, line))
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    name = getattr(getattr(shell, "compile", None), "format_code_name", lambda file: None)
+    name = _cell_name()
     cells = [(file, line) for file, line in frames if name(file)]
     lines = []
     for file, line in cells or frames[-1:]:

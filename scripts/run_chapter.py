@@ -95,10 +95,8 @@ class CannotSimulate(RuntimeError):
 
 def error_line(traceback_text: str | None) -> str:
     """The error line the build prints for a failed page (the guard's own function)."""
-    try:
-        from guard_run import error_line as line  # the hardened guard
-    except ImportError:
-        from guard import _error_line as line
+    from guard_run import error_line as line
+
     return line(traceback_text)
 
 
@@ -189,9 +187,25 @@ class Mutation:
         return self.expected(title)
 
 
+def mutation_files() -> list[Path]:
+    """``tests/mutations/<page>.yml``, one per page (``_template.yml`` is ``make chapter``'s
+    template, not a page's)."""
+    return sorted(p for p in MUTATIONS.glob("*.yml") if not p.name.startswith("_"))
+
+
+def missing_mutations(page: Path) -> str:
+    """What to say when a chapter has no mutations file."""
+    spec = (MUTATIONS / f"{page.stem}.yml").relative_to(ROOT)
+    return (
+        f"no {spec}: every chapter lists its broken-gradient tests there, one per manual "
+        "gradient (the format: tests/mutations/_template.yml, and CONTRIBUTING.md, "
+        "'Broken-gradient tests for your chapter'; `make chapter` writes the file)"
+    )
+
+
 def load_mutations(chapter: Path | None = None) -> list[Mutation]:
     """Every mutation (or one chapter's), in file order, numbered from 1 per chapter."""
-    specs = [MUTATIONS / f"{chapter.stem}.yml"] if chapter else sorted(MUTATIONS.glob("*.yml"))
+    specs = [MUTATIONS / f"{chapter.stem}.yml"] if chapter else mutation_files()
     found = []
     for spec in specs:
         if not spec.is_file():
@@ -653,13 +667,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  not a chapter: no {spec.relative_to(ROOT)}, no mutations to run")
         if args.mutations and (chapter or spec.is_file()):
             if not spec.is_file():
-                problems.append(f"no {spec.relative_to(ROOT)}: every chapter lists its mutations")
+                problems.append(missing_mutations(page))
             caught = 0
             for m in mutations:
                 problem = mutation_problem(result, m)
                 caught += problem is None
                 if problem:
-                    problems.append(f"mutation {m.id}: {problem}")
+                    problems.append(Located(f"mutation {m.id}: {problem}", find_line(page, m)))
             replayed = sum(out.replayed is not None for out in result.mutations.values())
             note = (
                 f" ({replayed} replayed after a cell that leaves a thread running)"
@@ -673,9 +687,41 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "every stub fails its check" if not found else "PROBLEMS"
             print(f"  without the solutions: {verdict}")
         for problem in problems:
-            print(f"  FAIL {problem}")
+            print(located(page, problem))
         status |= bool(problems)
     return status
+
+
+class Located(str):
+    """A problem and the page line it is about."""
+
+    def __new__(cls, text: str, line: int | None):
+        found = super().__new__(cls, text)
+        found.page_line = line
+        return found
+
+
+def find_line(page: Path, mutation: Mutation) -> int | None:
+    """The page line where a mutation's ``find`` starts."""
+    text = page.read_text(encoding="utf-8")
+    return text.count("\n", 0, text.index(mutation.find)) + 1 if mutation.find in text else None
+
+
+def located(page: Path, problem: str) -> str:
+    """A problem as the build reports it (book/_ext/guard_report.py): on the page's line,
+    ``book/x.md:12: ...`` (editors link it), or GitHub's ``::error`` in GitHub Actions."""
+    from guard_lint import page_line
+    from guard_report import Failure
+
+    line = getattr(problem, "page_line", None)
+    if line is None and getattr(problem, "cell", None):
+        line = page_line(page, problem.cell, problem.line)
+    try:
+        where = page.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        where = str(page)
+    first, *rest = f"FAIL {problem.removeprefix('failed: ')}".splitlines()
+    return "\n".join([Failure(where, line, first).annotation(), *(f"    {r}" for r in rest)])
 
 
 if __name__ == "__main__":

@@ -22,32 +22,28 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from filelock import FileLock
 
+import books
 import project  # first: puts book/ and book/_ext on sys.path (the one place)
 import run_chapter
-from build_book import copy_book
+from books import Build, mini_book, run_build  # noqa: F401  (the tests import them from here)
+from build_book import copy_book  # noqa: F401
 from guard import chapter_documents, toc_documents
 
 ROOT = project.ROOT
 T = TypeVar("T")
 
-
-@dataclass
-class Build:
-    root: Path
-    returncode: int
-    log: str
-    seconds: float
-
-    @property
-    def html(self) -> Path:
-        return self.root / "_build" / "html"
+# The books the tests build are not CI's book: their failures must not become annotations
+# on the pull request or rows of the run's job summary (book/_ext/guard_report.py). The
+# tests that check those set the variables for their own build. The suite's own summary
+# (pytest_terminal_summary, below) goes to the job summary this run was given.
+JOB_SUMMARY = os.environ.pop("GITHUB_STEP_SUMMARY", None)
+os.environ.pop("GITHUB_ACTIONS", None)
 
 
 def toc_docs(toc: Path = ROOT / "_toc.yml") -> list[str]:
@@ -66,58 +62,32 @@ def by_chapter(chapter: Path):
     return pytest.mark.xdist_group(f"chapter-{chapter.stem}")
 
 
-def mini_book(
-    dest: Path, pages: dict[str, str], config_edits: dict[str, str] | None = None
-) -> Path:
-    """A copy of the book whose only pages are the intro and ``pages`` ({stem: MyST text}).
+def stub_pages(root: Path, keep: tuple[str, ...] = ()) -> Path:
+    """Make every page of the book at ``root`` one line of prose, but the documents in
+    ``keep`` (``"book/13-x"``): a build of it executes nothing but those (e.g. a new chapter
+    from the template, placed in the real TOC by ``make chapter``)."""
+    for doc in toc_documents(root / "_toc.yml"):
+        if doc not in keep:
+            (root / f"{doc}.md").write_text(f"# {Path(doc).name}\n\nA stand-in page.\n")
+    return root
 
-    ``config_edits`` replaces text in the copy's ``_config.yml`` (e.g. a shorter timeout).
-    """
-    copy_book(dest)
-    for old in (dest / "book").glob("*.md"):
-        if not old.name.startswith("_"):
-            old.unlink()
-    # the real intro links to every chapter; a mini book has other pages
-    (dest / "book" / "intro.md").write_text("# A small book for a test\n")
-    for stem, text in pages.items():
-        (dest / "book" / f"{stem}.md").write_text(text)
-    entries = "".join(f"  - file: book/{stem}\n" for stem in pages)
-    (dest / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n{entries}")
-    config = dest / "_config.yml"
-    text = config.read_text()
-    for old, new in (config_edits or {}).items():
-        assert old in text, f"{old!r} is not in _config.yml"
-        text = text.replace(old, new)
-    config.write_text(text)
+
+# What repo_copy leaves out: environments, caches, builds, generated files.
+NOT_COPIED = (".git", ".venv", "node_modules", "_build", "__pycache__", ".pytest_cache",
+              ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", "*.ipynb", "conf.py")  # fmt: skip
+
+
+def repo_copy(dest: Path) -> Path:
+    """A copy of the whole repository (tests, Makefile, locks included), with this one's
+    virtual environment and Node packages linked, for a test that runs ``make`` in it as a
+    contributor would. Files keep their times, so make's stamps stay newer than the locks."""
+    import shutil
+
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(*NOT_COPIED))
+    if (ROOT / "node_modules").exists():
+        (dest / "node_modules").symlink_to((ROOT / "node_modules").resolve())
+    (dest / ".venv").symlink_to(Path(sys.prefix).resolve())  # the environment under test
     return dest
-
-
-def stub_book(dest: Path) -> Path:
-    """A copy of the book with its real ``_toc.yml`` and configuration, in which every page
-    is one line of prose: a build of it executes nothing but what a test adds (e.g. a new
-    chapter from the template, placed in the real TOC by ``make chapter``)."""
-    copy_book(dest)
-    for doc in toc_documents(dest / "_toc.yml"):
-        (dest / f"{doc}.md").write_text(f"# {Path(doc).name}\n\nA stand-in page.\n")
-    return dest
-
-
-def run_build(root: Path, timeout: float = 1200, jobs: int | None = None) -> Build:
-    """Build the book at ``root`` with the same script ``make book`` runs.
-
-    ``jobs`` defaults to the script's own default; a mini book (one page to run) is built
-    with ``jobs=1`` by ``mini_build``: a second Sphinx worker would only cost a fork."""
-    start = time.perf_counter()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
-    args = ["--jobs", str(jobs)] if jobs else []
-    proc = subprocess.run(
-        [sys.executable, str(root / "scripts" / "build_book.py"), str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    return Build(root, proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start)
 
 
 def mini_build(root: Path, timeout: float = 600) -> Build:
@@ -244,9 +214,17 @@ def schedule_rank(item) -> int:
         return 4
     if "built_book" in names:
         return 3
-    if "chapter_run" in names:
+    if "chapter_run" in names or set(SHARED) & set(names):
         return 0
     return 1 if item.get_closest_marker("build") else 2
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_itemcollected(item):
+    """The tests of a shared fixture on one worker: it computes, they read."""
+    for name in SHARED:
+        if name in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(name))
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
@@ -263,6 +241,26 @@ def built_book(once, shared_tmp) -> Build:
     """The whole book, built from scratch once for the session (for every worker), with
     the script ``make book`` runs (started in the background at collection)."""
     return once("built-book", lambda: wait_for_book_build(shared_tmp))
+
+
+@pytest.fixture(scope="session")
+def failing_book(once, shared_tmp) -> books.FailingBook:
+    """tests/books.py's failing book, built once for the session: every page fails (or
+    passes) on its own, and the tests assert each page's outcome."""
+    return once("failing-book", lambda: books.build_failing_book(shared_tmp / "failing-book"))
+
+
+@pytest.fixture(scope="session")
+def passing_book(once, shared_tmp) -> books.PassingBook:
+    """tests/books.py's passing book, built once for the session, strictly and by the
+    preview, then rebuilt with a gradient broken."""
+    return once("passing-book", lambda: books.build_passing_book(shared_tmp / "passing-book"))
+
+
+# Fixtures whose tests go to one xdist worker (their xdist_group), first: the worker that
+# computes one (a book, or a module's runner page) runs every test that reads it, so that
+# no other worker computes it again, or waits for it.
+SHARED = ("failing_book", "passing_book", "runner_test", "broken")
 
 
 @pytest.fixture(scope="session")
@@ -326,6 +324,8 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    if JOB_SUMMARY and not hasattr(config, "workerinput"):
+        write_job_summary(Path(JOB_SUMMARY), terminalreporter.stats)
     count = config.getoption("--cpu-durations")
     if not count or not _CPU:
         return
@@ -334,3 +334,24 @@ def pytest_terminal_summary(terminalreporter, config):
     )
     for seconds, when, nodeid in sorted(_CPU, reverse=True)[:count]:
         terminalreporter.write_line(f"{seconds:8.2f}s {when:<8} {nodeid}")
+
+
+def job_summary(stats: dict) -> str:
+    """The test suite's part of the CI run's job summary: the counts, and each failing
+    test with the first line of what failed."""
+    counts = {k: len(stats.get(k, [])) for k in ("passed", "failed", "error", "skipped")}
+    lines = ["## The tests", ""]
+    lines.append(", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no tests ran")
+    broken = [r for k in ("failed", "error") for r in stats.get(k, [])]
+    if broken:
+        lines += ["", f"### {len(broken)} failing", ""]
+        for report in broken:
+            crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+            message = crash.message.splitlines()[0] if crash and crash.message else ""
+            lines.append(f"- `{report.nodeid}` ({report.when}): {message[:300]}")
+    return "\n".join(lines) + "\n"
+
+
+def write_job_summary(path: Path, stats: dict) -> None:
+    with path.open("a", encoding="utf-8") as out:
+        out.write(job_summary(stats) + "\n")

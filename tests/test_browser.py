@@ -19,13 +19,14 @@ import json
 import os
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 import yaml
 
-from conftest import ROOT, mini_book, run_build, toc_docs
+from conftest import ROOT, toc_docs
 from find_browser import BrowserNotFound, find_browser
 from offline import external_resources, site_problems
 
@@ -110,7 +111,8 @@ class Site:
 @pytest.fixture(scope="module")
 def browser():
     # Locally, no browser (or no Playwright) skips the module, saying why; in CI (CI=true),
-    # or when CHROMIUM_PATH names a browser that is not there, it fails.
+    # or when CHROMIUM_PATH names a browser that is not there, it fails. (Module-scoped:
+    # other modules start Playwright themselves, and two cannot run in one thread.)
     in_ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
     unavailable = pytest.fail if in_ci else pytest.skip
     try:
@@ -230,97 +232,16 @@ def check_math(site: Site, page: str, state: dict) -> None:
         assert state["containers"] > 0, f"{page}: has math but no MathJax output (mjx-container)"
 
 
-# --- every page, in a laptop-sized window -----------------------------------------------
-@pytest.mark.parametrize("page", PAGES)
-def test_page_loads_cleanly(site, visit, page):
-    v = visit(site.url(page), own_context=True)  # empty cache: every request is made
-    assert v.response.status == 200, f"{page}: HTTP {v.response.status}"
-    assert not v.console, f"{page}: console errors:\n" + "\n".join(v.console)
-    assert not v.failed, f"{page}: failed requests:\n" + "\n".join(v.failed)
-    assert not v.bad_status, f"{page}: HTTP errors:\n" + "\n".join(v.bad_status)
-    check_math(site, page, v.page.evaluate(MATH_STATE))
+# --- every page: one visit on a laptop, one on a phone ------------------------------------
+# Each page is opened once at 1280 px (offline, with an empty cache, as the self-contained
+# and clean-load checks need) and once on a phone; every check reads what that visit saw,
+# and each is still a test of its own, parametrized by page, so that a failure names the
+# check and the page. A page's tests go to one xdist worker (its xdist_group), so that
+# the page is opened once per run, not once per worker.
 
-
-@pytest.mark.parametrize("page", PAGES)
-def test_outputs_and_figures(site, visit, page):
-    """Every executed output is on the page, and every image has loaded."""
-    v = visit(site.url(page))
-    notebook = site.html / "_sources" / Path(page).with_suffix(".ipynb")
-    if notebook.exists():
-        cells = [
-            c
-            for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-            if c["cell_type"] == "code" and "remove-cell" not in c["metadata"].get("tags", [])
-        ]
-        shown = v.page.eval_on_selector_all(
-            "div.cell",
-            "cells => cells.map(c => { const o = c.querySelector('.cell_output');"
-            " return o ? (o.textContent.trim().length + o.querySelectorAll('img, svg, table').length) : 0; })",
-        )
-        assert len(shown) == len(cells), (
-            f"{page}: {len(cells)} code cells, {len(shown)} on the page"
-        )
-        missing = [
-            i
-            for i, (c, n) in enumerate(zip(cells, shown))
-            if c.get("outputs") and "remove-output" not in c["metadata"].get("tags", []) and n == 0
-        ]
-        assert not missing, f"{page}: code cells {missing} (0-based) show none of their outputs"
-    broken = v.page.evaluate(
-        """async () => {
-          const imgs = [...document.images];
-          imgs.forEach(i => { i.loading = 'eager'; });
-          await Promise.all(imgs.map(i => i.decode().catch(() => null)));
-          return imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.currentSrc || i.src);
-        }"""
-    )
-    assert not broken, f"{page}: images that did not load: {broken}"
-    missing_alt = v.page.eval_on_selector_all("img:not([alt])", "imgs => imgs.map(i => i.src)")
-    assert not missing_alt, f"{page}: images without alt text: {missing_alt}"
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_sidebar_reaches_every_chapter(site, visit, page):
-    v = visit(site.url(page))
-    hrefs = v.page.eval_on_selector_all(
-        "nav.bd-docs-nav a.reference.internal, .navbar-brand", "as => as.map(a => a.href)"
-    )
-    reached = {h.split("#")[0] for h in hrefs}
-    expected = {site.url(p) for p in PAGES}
-    assert expected <= reached, f"{page}: sidebar lacks {sorted(expected - reached)}"
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_dark_mode_switch(site, visit, page):
-    v = visit(site.url(page))
-    before = v.page.evaluate("document.documentElement.dataset.theme")
-    v.page.click("button.theme-switch-button")
-    after = v.page.evaluate("document.documentElement.dataset.theme")
-    assert before != after, f"{page}: the theme button did not change html[data-theme] ({before!r})"
-    v.page.click("button.theme-switch-button")
-    v.page.click("button.theme-switch-button")
-    themes = {before, after, v.page.evaluate("document.documentElement.dataset.theme")}
-    assert {"light", "dark"} <= themes, f"{page}: the theme button cycles through {themes}"
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_phone_no_horizontal_scroll(site, visit, page):
-    v = visit(site.url(page), viewport=PHONE, device_scale_factor=3, is_mobile=True, has_touch=True)
-    width, inner = v.page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
-    if width > inner:
-        culprits = v.page.evaluate(
-            """() => [...document.querySelectorAll('body *')]
-                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
-                .slice(0, 8).map(e => e.tagName.toLowerCase() + '.' + [...e.classList].join('.'))"""
-        )
-        pytest.fail(
-            f"{page}: on a 390 px phone the page scrolls sideways ({width} > {inner}): {culprits}"
-        )
-
-
+WIDE_CODE_OK: dict[str, list[str]] = {}
 # Code that may scroll sideways at 1280 px, by page: only a line that truly cannot be
 # wrapped belongs here, with the reason. (Empty: every code cell fits.)
-WIDE_CODE_OK: dict[str, list[str]] = {}
 
 LAPTOP_LAYOUT = """() => ({
   searchFields: [...document.querySelectorAll('.search-button-field, input[type=search]')]
@@ -329,6 +250,25 @@ LAPTOP_LAYOUT = """() => ({
     .filter(e => e.scrollWidth > e.clientWidth + 1)
     .map(e => e.textContent.split('\\n').reduce((a, b) => (a.length >= b.length ? a : b), '')),
 })"""
+OUTPUTS = (
+    "cells => cells.map(c => { const o = c.querySelector('.cell_output');"
+    " return o ? (o.textContent.trim().length + o.querySelectorAll('img, svg, table').length) : 0; })"
+)
+IMAGES = """async () => {
+  const imgs = [...document.images];
+  imgs.forEach(i => { i.loading = 'eager'; });
+  await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+  return imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.currentSrc || i.src);
+}"""
+AXE_RUN = "async () => await axe.run(document, {resultTypes: ['violations']})"
+THEME = "document.documentElement.dataset.theme"
+PHONE_SCROLL = """() => {
+  const width = document.scrollingElement.scrollWidth, inner = window.innerWidth;
+  const culprits = width <= inner ? [] : [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > inner + 1)
+    .slice(0, 8).map(e => e.tagName.toLowerCase() + '.' + [...e.classList].join('.'));
+  return {width, inner, culprits};
+}"""
 
 
 def check_laptop_layout(page: str, state: dict) -> None:
@@ -341,12 +281,178 @@ def check_laptop_layout(page: str, state: dict) -> None:
     assert not wide, f"{page}: code that scrolls sideways at 1280 px (longest lines): {wide}"
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_laptop_layout(site, visit, page):
+def axe_violations(result: dict) -> list[str]:
+    return [
+        f"{x['id']} ({x['impact']}): {x['help']}\n    "
+        + "\n    ".join(
+            n["target"][0] if len(n["target"]) == 1 else str(n["target"]) for n in x["nodes"][:5]
+        )
+        for x in result["violations"]
+    ]
+
+
+@dataclass
+class Seen:
+    """What one page showed: on a laptop (offline, empty cache, light, then dark) and on
+    a phone. Each field is read by the test named beside it."""
+
+    status: int  # test_page_loads_cleanly
+    console: list  # test_page_loads_cleanly (light), test_self_contained
+    failed: list  # test_page_loads_cleanly, test_self_contained
+    bad_status: list  # test_page_loads_cleanly
+    external: list  # test_self_contained: requests that would have left the machine
+    math: dict  # both
+    layout: dict  # test_laptop_layout
+    sidebar: list  # test_sidebar_reaches_every_chapter
+    outputs: list  # test_outputs_and_figures: each div.cell's output size
+    broken_images: list  # test_outputs_and_figures
+    missing_alt: list  # test_outputs_and_figures
+    links: list  # test_downloads_and_launch_buttons
+    downloads: dict  # test_downloads_and_launch_buttons: href -> (status, text)
+    themes: list  # test_dark_mode_switch: html[data-theme] before and after each click
+    axe: dict  # test_accessibility: {mode: (html[data-theme], violations)}
+    phone: dict  # test_phone_no_horizontal_scroll
+
+
+def see(site: Site, browser, page: str) -> Seen:
+    """Open ``page`` once on a laptop and once on a phone, and record what every check
+    of this module reads."""
+    v = Visit(browser, None, site.url(page), offline=True)  # light: the system's scheme
+    try:
+        loaded = (list(v.console), list(v.failed), list(v.bad_status), list(v.external))
+        math, layout = v.page.evaluate(MATH_STATE), v.page.evaluate(LAPTOP_LAYOUT)
+        sidebar = v.page.eval_on_selector_all(
+            "nav.bd-docs-nav a.reference.internal, .navbar-brand", "as => as.map(a => a.href)"
+        )
+        outputs = v.page.eval_on_selector_all("div.cell", OUTPUTS)
+        broken = v.page.evaluate(IMAGES)
+        missing_alt = v.page.eval_on_selector_all("img:not([alt])", "imgs => imgs.map(i => i.src)")
+        links = v.page.eval_on_selector_all("a", "as => as.map(a => a.getAttribute('href') || '')")
+        downloads = {}
+        for href in links:  # the page's downloads: its .md and its reader's notebook
+            if href.endswith((".md", ".ipynb")) and "//" not in href:
+                response = v.context.request.get(urljoin(site.url(page), href))
+                downloads[href] = (response.status, response.text() if response.ok else "")
+        axe = {}
+        v.page.add_script_tag(path=str(AXE))
+        axe["light"] = (v.page.evaluate(THEME), axe_violations(v.page.evaluate(AXE_RUN)))
+        themes = [v.page.evaluate(THEME)]
+        for _ in range(3):
+            v.page.click("button.theme-switch-button")
+            themes.append(v.page.evaluate(THEME))
+        # dark, as a reader who chose it (and whose system prefers it) loads the page
+        v.page.emulate_media(color_scheme="dark")
+        v.page.evaluate(
+            "localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark')"
+        )
+        v.page.reload(wait_until="load")
+        v.page.add_script_tag(path=str(AXE))
+        axe["dark"] = (v.page.evaluate(THEME), axe_violations(v.page.evaluate(AXE_RUN)))
+        console = loaded[0] + [c for c in v.console if c not in loaded[0]]
+    finally:
+        v.close()
+    phone = Visit(
+        browser, None, site.url(page), viewport=PHONE, device_scale_factor=3, is_mobile=True,
+        has_touch=True,
+    )  # fmt: skip
+    try:
+        scroll = phone.page.evaluate(PHONE_SCROLL)
+    finally:
+        phone.close()
+    return Seen(
+        v.response.status, console, loaded[1], loaded[2], loaded[3], math, layout, sidebar,
+        outputs, broken, missing_alt, links, downloads, themes, axe, scroll,
+    )  # fmt: skip
+
+
+# (site, page) -> what it showed, for the worker's whole session: a module's fixtures are
+# torn down whenever xdist interleaves another module's tests, what a page showed is not
+_SEEN: dict[tuple[str, str], Seen] = {}
+
+
+@pytest.fixture(scope="module")
+def seen(site, browser):
+    """``seen(page)``: what ``page`` showed, opened on the first test that asks."""
+
+    def get(page: str) -> Seen:
+        key = (str(site.html), page)
+        if key not in _SEEN:
+            _SEEN[key] = see(site, browser, page)
+        return _SEEN[key]
+
+    return get
+
+
+def by_page(pages: list[str]) -> list:
+    """``pages`` as parameters, each page's tests grouped on one xdist worker."""
+    return [pytest.param(p, id=p, marks=pytest.mark.xdist_group(f"page-{p}")) for p in pages]
+
+
+@pytest.mark.parametrize("page", by_page(PAGES))
+def test_page_loads_cleanly(site, seen, page):
+    """With an empty cache, every request is made: none fails, no console error."""
+    v = seen(page)
+    assert v.status == 200, f"{page}: HTTP {v.status}"
+    assert not v.console, f"{page}: console errors:\n" + "\n".join(v.console)
+    assert not v.failed, f"{page}: failed requests:\n" + "\n".join(v.failed)
+    assert not v.bad_status, f"{page}: HTTP errors:\n" + "\n".join(v.bad_status)
+    check_math(site, page, v.math)
+
+
+@pytest.mark.parametrize("page", by_page(PAGES))
+def test_outputs_and_figures(site, seen, page):
+    """Every executed output is on the page, and every image has loaded."""
+    v = seen(page)
+    notebook = site.html / "_sources" / Path(page).with_suffix(".ipynb")
+    if notebook.exists():
+        cells = [
+            c
+            for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+            if c["cell_type"] == "code" and "remove-cell" not in c["metadata"].get("tags", [])
+        ]
+        shown = v.outputs
+        assert len(shown) == len(cells), (
+            f"{page}: {len(cells)} code cells, {len(shown)} on the page"
+        )
+        missing = [
+            i
+            for i, (c, n) in enumerate(zip(cells, shown))
+            if c.get("outputs") and "remove-output" not in c["metadata"].get("tags", []) and n == 0
+        ]
+        assert not missing, f"{page}: code cells {missing} (0-based) show none of their outputs"
+    assert not v.broken_images, f"{page}: images that did not load: {v.broken_images}"
+    assert not v.missing_alt, f"{page}: images without alt text: {v.missing_alt}"
+
+
+@pytest.mark.parametrize("page", by_page(PAGES))
+def test_sidebar_reaches_every_chapter(site, seen, page):
+    reached = {h.split("#")[0] for h in seen(page).sidebar}
+    expected = {site.url(p) for p in PAGES}
+    assert expected <= reached, f"{page}: sidebar lacks {sorted(expected - reached)}"
+
+
+@pytest.mark.parametrize("page", by_page(PAGES))
+def test_dark_mode_switch(seen, page):
+    before, after, *_ = themes = seen(page).themes
+    assert before != after, f"{page}: the theme button did not change html[data-theme] ({before!r})"
+    assert {"light", "dark"} <= set(themes), f"{page}: the theme button cycles through {themes}"
+
+
+@pytest.mark.parametrize("page", by_page(PAGES))
+def test_phone_no_horizontal_scroll(seen, page):
+    phone = seen(page).phone
+    if phone["width"] > phone["inner"]:
+        pytest.fail(
+            f"{page}: on a 390 px phone the page scrolls sideways ({phone['width']} > "
+            f"{phone['inner']}): {phone['culprits']}"
+        )
+
+
+@pytest.mark.parametrize("page", by_page(PAGES))
+def test_laptop_layout(seen, page):
     """At 1280 px: one search field (the theme once showed a second one in a bar above
     the sidebar's), and no code cell or output scrolls sideways."""
-    v = visit(site.url(page))
-    check_laptop_layout(page, v.page.evaluate(LAPTOP_LAYOUT))
+    check_laptop_layout(page, seen(page).layout)
 
 
 def test_layout_check_names_folded_code(browser):
@@ -464,33 +570,24 @@ def test_icons_keep_their_place_when_the_font_arrives(site, browser, viewport):
 
 
 @pytest.mark.parametrize("mode", ["light", "dark"])
-@pytest.mark.parametrize("page", PAGES)
-def test_accessibility(site, visit, page, mode):
+@pytest.mark.parametrize("page", by_page(PAGES))
+def test_accessibility(seen, page, mode):
     """axe-core finds no violation (WCAG 2.x A/AA and best practices), in both themes."""
     assert AXE.exists(), f"{AXE} missing: run npm ci"
-    v = visit(site.url(page), color_scheme=mode, theme=mode)
-    assert v.page.evaluate("document.documentElement.dataset.theme") == mode
-    v.page.add_script_tag(path=str(AXE))
-    result = v.page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    violations = [
-        f"{x['id']} ({x['impact']}): {x['help']}\n    "
-        + "\n    ".join(
-            n["target"][0] if len(n["target"]) == 1 else str(n["target"]) for n in x["nodes"][:5]
-        )
-        for x in result["violations"]
-    ]
+    theme, violations = seen(page).axe[mode]
+    assert theme == mode, f"{page}: html[data-theme] is {theme!r}, not {mode!r}"
     assert not violations, f"{page} ({mode}): axe violations:\n" + "\n".join(violations)
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_self_contained(site, visit, page):
+@pytest.mark.parametrize("page", by_page(PAGES))
+def test_self_contained(site, seen, page):
     """With every request to another host blocked, the page still loads fully."""
-    v = visit(site.url(page), offline=True)
+    v = seen(page)
     assert not v.external, f"{page}: requests leaving the site:\n" + "\n".join(v.external)
     own = [f for f in v.failed if f.startswith(site.origin)]
     assert not own, f"{page}: failed same-origin requests:\n" + "\n".join(own)
     assert not v.console, f"{page}: console errors offline:\n" + "\n".join(v.console)
-    check_math(site, page, v.page.evaluate(MATH_STATE))
+    check_math(site, page, v.math)
 
 
 # --- the cheat sheet on paper -------------------------------------------------------------
@@ -536,25 +633,24 @@ def test_search_finds(site, visit, word):
     assert not v.console, "search page console errors:\n" + "\n".join(v.console)
 
 
-@pytest.mark.parametrize("page", CHAPTERS)
-def test_downloads_and_launch_buttons(site, visit, page):
+@pytest.mark.parametrize("page", by_page(CHAPTERS))
+def test_downloads_and_launch_buttons(seen, page):
     """Each chapter offers its reader's notebook (.ipynb) and its .md, and Colab and Binder
     open the notebook (tests/test_notebooks.py checks every page's addresses)."""
-    v = visit(site.url(page))
-    links = v.page.eval_on_selector_all("a", "as => as.map(a => a.getAttribute('href') || '')")
+    v = seen(page)
     stem = Path(page).with_suffix("")
     wanted = {".ipynb": f"notebooks/{stem.name}.ipynb", ".md": f"_sources/{stem}.md"}
     for ext, tail in wanted.items():
-        href = next((h for h in links if h.endswith(tail) and "//" not in h), None)
+        href = next((h for h in v.links if h.endswith(tail) and "//" not in h), None)
         assert href, f"{page}: no download link for {tail}"
-        response = v.context.request.get(urljoin(site.url(page), href))
-        assert response.ok, f"{page}: {href} -> HTTP {response.status}"
+        status, text = v.downloads[href]
+        assert 200 <= status < 300, f"{page}: {href} -> HTTP {status}"
         if ext == ".ipynb":
-            assert json.loads(response.text())["cells"], f"{page}: empty notebook"
+            assert json.loads(text)["cells"], f"{page}: empty notebook"
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     repo = urlsplit(config["repository"]["url"]).path.strip("/")
-    binder = [h for h in links if h.startswith("https://mybinder.org/v2/gh/")]
-    colab = [h for h in links if h.startswith("https://colab.research.google.com/github/")]
+    binder = [h for h in v.links if h.startswith("https://mybinder.org/v2/gh/")]
+    colab = [h for h in v.links if h.startswith("https://colab.research.google.com/github/")]
     assert binder and all(f"/gh/{repo}/" in h for h in binder), f"{page}: Binder links {binder}"
     assert colab and all(f"/github/{repo}/" in h for h in colab), f"{page}: Colab links {colab}"
 
@@ -599,39 +695,14 @@ def test_no_third_party_resources(site):
 
 
 # --- the preview renders what the book renders ---------------------------------------------
-PREVIEW_PAGE = r"""# A preview page
-
-Inline $X^\top G$ and a display formula:
-
-$$
-\frac{\partial L}{\partial W} = X^\top G
-$$
-
-:::{dropdown} Going further
-Folded text with $W$.
-:::
-
-```python
-W_g = X.t() @ G  # (n_in, n_out): a code block that fits at 1280 px without scrolling
-```
-"""
 
 
 @pytest.fixture(scope="module")
-def preview_pair(tmp_path_factory):
-    """One mini book built twice: by ``make book``'s script and by the preview's."""
-    import subprocess
-    import sys
-
-    root = mini_book(tmp_path_factory.mktemp("preview"), {"preview-page": PREVIEW_PAGE})
-    book = run_build(root)
-    assert book.returncode == 0, book.log[-4000:]
-    proc = subprocess.run(
-        [sys.executable, str(root / "scripts" / "preview.py"), "--build-only", "--root", str(root), "--jobs", "1"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return root / "_build" / "html", root / "_build" / "preview" / "html"
+def preview_pair(passing_book):
+    """tests/books.py's passing book, as make book's script and the preview built it."""
+    assert passing_book.book.returncode == 0, passing_book.book.log[-4000:]
+    assert passing_book.previews[0].returncode == 0, passing_book.previews[0].log[-4000:]
+    return passing_book.book_html, passing_book.first_preview_html
 
 
 PREVIEW_PAGES = ["book/intro.html", "book/preview-page.html"]

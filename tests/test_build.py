@@ -1,8 +1,9 @@
 """The build is the proof: the whole book builds from scratch, and bad input stops it.
 
-The full build runs once per session (``built_book`` in conftest.py). The other
-tests build small books (the intro plus one page) in temporary folders, with the
-same script ``make book`` runs. What a page may not do (structure errors, settings and
+The full build runs once per session (``built_book`` in conftest.py). The failures a
+page can cause are each a page of one small book (tests/books.py's failing book), built
+once, and each test asserts its own page's error line and where it is reported; the
+rebuild after a gradient broke uses the passing book. What a page may not do (structure errors, settings and
 code that would switch a check off, demonstrations that fail the wrong way) is
 tests/test_doors.py's.
 """
@@ -11,26 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 
 import pytest
 
-from conftest import ROOT, chapters, mini_book, run_build, toc_docs
+import books
+from conftest import chapters, toc_docs
 
 pytestmark = pytest.mark.build
-
-HEADER = (ROOT / "book" / "_template.md").read_text().split("---\n", 2)[1]
-JUPYTEXT = f"---\n{HEADER}---\n"
-
-
-def page(title: str, *cells: str, header: bool = True) -> str:
-    """A MyST page: a title and code cells (see ``cell``)."""
-    return (JUPYTEXT if header else "") + f"# {title}\n\n" + "".join(cells)
-
-
-def cell(source: str, tags: str = "") -> str:
-    meta = f":tags: [{tags}]\n" if tags else ""
-    return f"```{{code-cell}} ipython3\n{meta}{textwrap.dedent(source).strip()}\n```\n\n"
 
 
 def failure(build) -> str:
@@ -111,60 +99,93 @@ def test_every_chapter_is_downloadable_as_executed_notebook(built_book):
         assert code and any(c["outputs"] for c in code), f"{notebook.name} has no outputs"
 
 
-# --- a wrong gradient fails the build, naming chapter and quantity -------------------
-
-WRONG = page(
-    "A chapter with one wrong gradient",
-    cell(
-        """
-    import torch
-    from byhand import check, start_chapter
-    start_chapter("9 · Broken on purpose")
-    X = torch.randn(5, 3)                            # (N, n_in)
-    W = torch.randn(3, 2, requires_grad=True)        # (n_in, n_out)
-    Y = X @ W                                        # (N, n_out)
-    Y.pow(2).mean().backward()
-    G = 2 * Y.detach() / Y.numel()                   # dL/dY
-    """
-    ),
-    cell('check({"dL/dW": (X.t() @ G * 1.001, W.grad)})'),
-)
+# --- failures, each on its page's line, in the failing book (tests/books.py) ---------------
 
 
-def test_wrong_gradient_fails_the_build_naming_chapter_and_quantity(tmp_path):
-    build = run_build(mini_book(tmp_path, {"09-broken": WRONG}))
-    assert build.returncode != 0, failure(build)
-    assert "BUILD FAILED" in build.log
-    summary = re.search(r"chapter\(s\) failed to execute:\n\s+(.*)", build.log)
-    assert summary, failure(build)
-    line = summary.group(1)
-    assert line.startswith("book/09-broken.md: GradientMismatch: [9 · Broken on purpose] dL/dW")
-    assert "largest |difference|" in line and "at index" in line
+def failed_lines(log: str) -> list[str]:
+    """The lines the build prints under "N chapter(s) failed to execute:"."""
+    match = re.search(
+        r"(\d+) chapter\(s\) failed to execute:\n((?:::error .*\n|\S+:\d*:? .*\n)+)", log
+    )
+    assert match, "no summary of the failed chapters in the log"
+    return match.group(2).splitlines()
+
+
+def test_a_wrong_gradient_fails_the_build_on_the_line_of_its_check(failing_book):
+    """The failing check's page and line, as a GitHub annotation on the pull request's
+    diff (the page's line, not the cell's), with the error line that names the chapter,
+    the quantity and the difference."""
+    build = failing_book.build
+    assert build.returncode != 0, build.log[-3000:]
+    found = books.annotations(build.log)
+    line, message = found["book/09-broken.md"][0]
+    assert line == books.line_of(books.WRONG, 'check({"dL/dW": (X.t() @ G * 1.001')
+    assert message.startswith("GradientMismatch: [9 · Broken on purpose] dL/dW does not match")
+    assert "largest |difference|" in message and "at index" in message
+    assert any(
+        line.startswith("::error file=book/09-broken.md,") for line in failed_lines(build.log)
+    )
     # the traceback is in the log too (execute.show_tb), and saved as a report
     assert "Traceback (most recent call last)" in build.log
-    assert (tmp_path / "_build" / "html" / "reports" / "book" / "09-broken.err.log").is_file()
+    assert (failing_book.out / "html" / "reports" / "book" / "09-broken.err.log").is_file()
+    runs = json.loads((failing_book.out / "execution.json").read_text())
+    assert runs["book/09-broken"]["error"] == message
 
 
-def test_a_cell_over_the_timeout_fails_the_build(tmp_path):
-    text = page(
-        "A slow cell",
-        cell("import time\nfrom byhand import claim, start_chapter\nstart_chapter('9 · Slow')"),
-        cell("time.sleep(30)\nclaim('a cell can run for 30 s', True)"),
+def test_a_failing_call_in_a_function_is_found_where_it_is(failing_book):
+    """A check in a function that cell 2 defines and cell 3 calls: the annotation is on the
+    check's own line, in cell 2, where the formula must be fixed."""
+    found = books.annotations(failing_book.build.log)
+    line, message = found["book/10-deep.md"][0]
+    assert line == books.line_of(books.DEEP, 'check({"dL/dW (deep)"')
+    assert message.startswith("GradientMismatch: [10 · Deep] dL/dW (deep)")
+
+
+def test_a_false_claim_fails_on_its_line(failing_book):
+    found = books.annotations(failing_book.build.log)
+    (line, message), *_ = found["book/11-false-claim.md"]
+    assert line == books.line_of(books.FALSE_CLAIM, "claim('a sum of three ones is four'")
+    assert message.startswith("FalseClaim: [11 · Claims] the book says: 'a sum of three ones")
+    title = re.search(
+        r"^::error file=book/11-false-claim\.md,line=\d+,title=(\w+)::",
+        failing_book.build.log,
+        re.M,
     )
-    book = mini_book(tmp_path, {"09-slow": text}, {"timeout: 120": "timeout: 2"})
-    build = run_build(book)
-    assert build.returncode != 0, failure(build)
-    assert "CellTimeoutError" in build.log or "timed out" in build.log
-    assert "book/09-slow.md:" in build.log
+    assert title and title[1] == "FalseClaim"
 
 
-def test_rebuilding_after_breaking_a_gradient_fails(tmp_path):
-    """No cache or incremental build may report success over a failing cell."""
-    good = WRONG.replace(" * 1.001", "")
-    book = mini_book(tmp_path, {"09-broken": good})
-    first = run_build(book)
+def test_a_cell_over_the_timeout_fails_the_build(failing_book):
+    log = failing_book.build.log
+    assert "CellTimeoutError" in log or "timed out" in log
+    assert "book/12-slow.md" in books.annotations(log)
+
+
+def test_the_job_summary_has_a_row_per_page_and_each_failure_on_its_line(failing_book):
+    """What a pull request's run shows on its summary page (GITHUB_STEP_SUMMARY)."""
+    summary = failing_book.summary
+    rows = dict(re.findall(r"^\| `book/([\w-]+)\.md` \| (.*) \|$", summary, re.M))
+    assert set(rows) == {"intro", *books.FAILING_PAGES}, rows
+    assert rows["intro"] == "0 | 0 | 0 | no code"
+    assert rows["09-broken"] == "0 | 0 | 0 | ❌ failed"
+    # 3 checked (the silent demonstration's check passed), 1 claim, 2 demonstrations that
+    # failed as they declare; refused for the guard's findings
+    assert rows["13-doors"] == "3 | 1 | 2 | ❌ refused"
+    failures = re.findall(r"^- `(book/[\w-]+\.md):?(\d*)`: (.*)$", summary, re.M)
+    broken = books.line_of(books.WRONG, 'check({"dL/dW": (X.t() @ G * 1.001')
+    assert ("book/09-broken.md", str(broken)) in {(f, n) for f, n, _ in failures}
+    assert summary.startswith("## The book's build\n\n1 of 6 pages pass: ")
+
+
+def test_rebuilding_after_breaking_a_gradient_fails(passing_book):
+    """No cache or incremental build may report success over a failing cell. Outside
+    GitHub Actions, the failing check's line is ``file:line: message``, as editors link it."""
+    first, second = passing_book.book, passing_book.rebuilt
     assert first.returncode == 0, failure(first)
-    (book / "book" / "09-broken.md").write_text(WRONG)
-    second = run_build(book)
     assert second.returncode != 0, failure(second)
-    assert "[9 · Broken on purpose] dL/dW" in second.log
+    assert "BUILD FAILED" in second.log
+    line = books.line_of(books.WRONG, 'check({"dL/dW": (X.t() @ G * 1.001')
+    assert (
+        f"book/{books.BROKEN_PAGE}.md:{line}: GradientMismatch: [9 · Broken on purpose] dL/dW"
+        in failed_lines(second.log)[0]
+    )
+    assert "::error" not in second.log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -104,8 +105,33 @@ def test_report_carries_a_machine_readable_record():
         "quantities": ["dL/dW"],
         "reference": "vec(G) @ J",
         "torch": torch.__version__,
+        "site": None,  # outside IPython; see the next test
     }
     assert set(data) == {"text/plain", "text/html"}, "only mime types myst-nb renders"
+
+
+def test_a_record_names_the_line_of_the_cell_that_called(monkeypatch, capsys):
+    """In IPython, a record says where the page called: the line of the cell, as IPython's
+    tracebacks name it, also for a call inside a function the cell defined and another
+    cell called (the build checks that every call site ran)."""
+    import IPython
+
+    cells = {"<cell-3>": ("Cell", "In[3]"), "<cell-5>": ("Cell", "In[5]")}
+    shell = SimpleNamespace(compile=SimpleNamespace(format_code_name=cells.get))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    shown = []
+    monkeypatch.setattr(byhand, "_show", shown.append)
+    namespace = {"claim": byhand.claim, "check": byhand.check, "torch": torch}
+    exec(
+        compile(
+            "x = torch.ones(2)\n\ndef verify():\n    check({'x': (x, x * 1.0)})\n",
+            "<cell-3>",
+            "exec",
+        ),
+        namespace,
+    )
+    exec(compile("claim('one', True)\nverify()\n", "<cell-5>", "exec"), namespace)
+    assert [r.record["site"] for r in shown] == ["Cell In[5], line 1", "Cell In[3], line 4"]
 
 
 def test_claim_passes_quietly_and_fails_naming_chapter_and_sentence(capsys):

@@ -6,7 +6,6 @@ Fast and offline, except the two tests marked ``build`` (a one-page book each).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,7 +20,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from conftest import ROOT, mini_book, run_build, toc_docs
+import books
+from conftest import ROOT, mini_book, toc_docs
 from find_browser import CHROME_CHANNEL, Browser, BrowserNotFound, find_browser
 from lock_changes import changes, pins
 
@@ -171,46 +171,33 @@ def test_ci_run_installs_a_browser_only_when_none_is_found():
     assert result.returncode == 1 and "CHROMIUM_PATH=/no/such/browser" in result.stderr
 
 
+def test_make_installs_the_node_packages_again_when_node_modules_is_gone(tmp_path):
+    """The Node packages' stamp is npm's own node_modules/.package-lock.json: after
+    ``rm -rf node_modules``, ``make book`` (and test, check, preview) runs npm ci again,
+    instead of trusting a stamp that outlived the folder."""
+    for name in ("Makefile", "package.json", "package-lock.json", "requirements.txt",
+                 "requirements.lock", "requirements-test.lock"):  # fmt: skip
+        shutil.copy2(ROOT / name, tmp_path / name)
+    venv = tmp_path / ".venv"  # installed: its stamps are newer than the locks
+    (venv / "bin").mkdir(parents=True)
+    for stamp in ("bin/python", ".torch", ".book-deps", ".test-deps"):
+        (venv / stamp).touch()
+
+    def planned(target: str) -> str:  # what make would run (-n: nothing is run)
+        result = subprocess.run(
+            ["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    for target in ("book", "test", "check", "preview"):
+        assert "npm ci" in planned(target), target
+    (tmp_path / "node_modules").mkdir()
+    (tmp_path / "node_modules" / ".package-lock.json").write_text("{}")  # newer than the lock
+    assert "npm ci" not in planned("book")
+
+
 # --- matplotlib's font cache --------------------------------------------------------------
-HEADER = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-    format_version: 0.13
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-"""
-# A page that plots, run with MPLCONFIGDIR an empty folder: matplotlib has never run here.
-# If the kernel were the first to import matplotlib it would scan the fonts and, when that
-# takes over 5 s, say so on stderr, which fails the strict build. (Pages may not import os,
-# so the page cannot look for the cache itself; the tests below check that the build or
-# the runner left it there, and that the page passed.)
-COLD_CACHE_PAGE = (
-    HEADER
-    + """
-# Plots on a new machine
-
-```{code-cell} ipython3
-from byhand import claim, start_chapter
-
-start_chapter("Plots on a new machine")
-import matplotlib.pyplot as plt
-
-fig, ax = plt.subplots(figsize=(2, 2), facecolor="white")
-ax.plot([0, 1], [0, 1])
-ax.set_xlabel("x")
-ax.set_ylabel("y")
-plt.show()
-claim("the figure has one set of axes", len(fig.axes) == 1)
-```
-"""
-)
-
-
 def test_warm_builds_the_font_cache(tmp_path):
     config = tmp_path / "mpl"
     config.mkdir()
@@ -230,7 +217,7 @@ def test_warm_builds_the_font_cache(tmp_path):
 def test_run_chapter_warms_the_font_cache_first(tmp_path):
     page = tmp_path / "book" / "plots.md"
     page.parent.mkdir()
-    page.write_text(COLD_CACHE_PAGE)
+    page.write_text(books.COLD_CACHE_PAGE)
     shutil.copy(ROOT / "book" / "byhand.py", page.parent)  # as the page's folder in the book
     (tmp_path / "mpl").mkdir()
     result = subprocess.run(
@@ -245,16 +232,12 @@ def test_run_chapter_warms_the_font_cache_first(tmp_path):
 
 
 @pytest.mark.build
-def test_first_build_with_an_empty_matplotlib_cache(tmp_path, monkeypatch):
-    """A strict build (stderr is an error) on a machine where matplotlib never ran."""
-    (tmp_path / "mpl").mkdir()
-    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
-    root = mini_book(tmp_path / "book", {"01-plots": COLD_CACHE_PAGE})
-    build = run_build(root)
-    assert build.returncode == 0, build.log[-4000:]
-    assert json.loads((root / "_build" / "execution.json").read_text())["book/01-plots"][
-        "succeeded"
-    ]
+def test_first_build_with_an_empty_matplotlib_cache(passing_book):
+    """A strict build (stderr is an error) on a machine where matplotlib never ran: the
+    passing book (tests/books.py) is built with an empty MPLCONFIGDIR."""
+    assert passing_book.book.returncode == 0, passing_book.book.log[-4000:]
+    assert passing_book.book_runs[f"book/{books.EDITED_PAGE}"]["succeeded"]
+    assert list(passing_book.mpl.glob("fontlist-*.json")), "the build left no font cache"
 
 
 # --- the link check ----------------------------------------------------------------------
@@ -262,7 +245,7 @@ def test_first_build_with_an_empty_matplotlib_cache(tmp_path, monkeypatch):
 def test_linkcheck_executes_nothing_and_reports_broken_links(tmp_path):
     # A page the guard accepts whose execution would fail: a wrong gradient, unmarked.
     page = (
-        HEADER
+        f"---\n{books.HEADER}---\n"
         + """
 # Links
 

@@ -46,3 +46,24 @@ def test_long_runs_are_handed_out_first_and_late_tests_last():
     }
     order = sorted(items, key=lambda name: schedule_rank(items[name]))
     assert order == ["chapter", "small build", "unit", "browser", "late"]
+
+
+def test_the_suite_writes_its_part_of_the_job_summary(tmp_path):
+    """In CI, the run's summary page lists the failing tests, each with its first line."""
+    from types import SimpleNamespace
+
+    import conftest
+
+    crash = SimpleNamespace(message="AssertionError: mutation 02:dL/dW:3 did not fail\nmore")
+    failed = SimpleNamespace(
+        nodeid="tests/test_x.py::test_y", when="call", longrepr=SimpleNamespace(reprcrash=crash)
+    )
+    stats = {"passed": [object()] * 3, "failed": [failed]}
+    target = tmp_path / "summary.md"
+    conftest.write_job_summary(target, stats)
+    text = target.read_text()
+    assert text.startswith("## The tests\n\n3 passed, 1 failed\n")
+    assert (
+        "- `tests/test_x.py::test_y` (call): AssertionError: mutation 02:dL/dW:3 did not fail\n"
+        in text
+    )

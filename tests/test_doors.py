@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import textwrap
 from dataclasses import fields
 from types import SimpleNamespace
@@ -31,16 +29,16 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
+import books
 import guard
 import guard_kernels
 import guard_lint
 import guard_run
+from books import HEADER, START, code, page
 from conftest import ROOT, mini_book, run_build
 from guard_run import InternalsChanged
 
-HEADER = (ROOT / "book" / "_template.md").read_text().split("---\n", 2)[1]
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
-START = "import torch\nfrom byhand import check, claim, start_chapter\nstart_chapter('9 · Doors')"
 
 
 def lint(source: str) -> str:
@@ -146,6 +144,12 @@ CODE_DOORS = {
     ),
     "a lower precision": ("torch.set_default_dtype(torch.float16)", "sets the default dtype"),
     "file written": ("open('byhand.py', 'w').write('')", "opens a file for writing"),
+    ".grad through getattr": ("W_g = getattr(W, 'grad')", "reads .grad with getattr()"),
+    "a claim that cannot fail": (
+        "claim('ReLU is fast', True)",
+        "claims True, which holds whatever",
+    ),
+    "a constant claim": ("claim('one is one', 1 == 1)", "claims 1 == 1"),
     # book/figures.py is protected as byhand is
     "redefine a figure": ("def paths_figure(*a):\n    pass", "rebinds 'paths_figure'"),
     "rebind figures": ("figures = None", "rebinds 'figures'"),
@@ -179,7 +183,7 @@ def test_ordinary_page_code_is_not_refused():
         for scale in (1, 2):
             check({"dL/dW": (W_g * scale, W.grad * scale)}, rtol=0, atol=0)
         with torch.no_grad():
-            claim("ReLU's gradient at 0 is 0", True)
+            claim("ReLU's gradient at 0 is 0", W.grad is None)
         try:
             torch.kron(W.t(), W)
         except RuntimeError:
@@ -194,7 +198,97 @@ def test_ordinary_page_code_is_not_refused():
         fd_check(lambda X: X.sum(), (W,), "sum", eps=1e-6)
     """
     assert lint(source) == ""
-    assert guard_lint.lint_code(textwrap.dedent(source)).recorded_calls == 4
+    assert [name for _, name in guard_lint.call_sites(textwrap.dedent(source))] == [
+        "check", "claim", "claim", "fd_check"
+    ]  # fmt: skip
+
+
+# --- a check that compares autograd with itself, across the page's cells ------------------
+
+ITSELF = "with a manual side computed from W.grad, the gradient it is compared with"
+AUTOGRAD = "against autograd with a manual side that autograd computed itself"
+FLOW_DOORS = {
+    "a clone of the reference": (
+        ["W_g = W.grad.clone()", "check({'dL/dW': (W_g, W.grad)})"],
+        ITSELF,
+    ),
+    "the reference by another name": (
+        ["g = W.grad", "check({'dL/dW': (g * 1.0, W.grad.T.T)})"],
+        ITSELF,
+    ),
+    "copied in place": (
+        ["W_g = torch.zeros_like(W)\nW_g.copy_(W.grad)", "check({'dL/dW': (W_g, W.grad)})"],
+        ITSELF,
+    ),
+    "added into a sum": (
+        ["W_g = X.t() @ G\nW_g += 0 * W.grad", "check({'dL/dW': (W_g, W.grad)})"],
+        ITSELF,
+    ),
+    "through a function": (
+        ["def grad_of(p):\n    return p.grad.detach()", "check({'dL/dW': (grad_of(W), W.grad)})"],
+        ITSELF,
+    ),
+    "a check in a function": (
+        ["def verify(p, m):\n    check({'dL/dp': (m, p.grad)})", "verify(W, W.grad * 1)"],
+        "(in the function it calls, at its line 2) " + ITSELF,
+    ),
+    "a dict of pairs built earlier": (
+        ["pairs = {}\npairs['dL/dW'] = (W.grad + 0, W.grad)", "check(pairs)"],
+        ITSELF,
+    ),
+    "a figure's pairs": (
+        ["paths_figure(X, W, b, G, grads={'dL/dW': (W.grad.clone(), W.grad)})"],
+        ITSELF,
+    ),
+    "a lambda": (["f = lambda: W.grad", "check({'dL/dW': (f(), W.grad)})"], ITSELF),
+    "autograd.grad of the loss": (
+        ["(W_g,) = torch.autograd.grad(L, (W,))", "check({'dL/dW': (W_g, W.grad)})"],
+        AUTOGRAD,
+    ),
+    "autograd.grad of two": (
+        ["W_g, b_g = torch.autograd.grad(L, [W, b])", "check({'dL/db': (b_g, b.grad)})"],
+        AUTOGRAD,
+    ),
+    "torch.func.grad": (
+        ["from torch.func import grad", "check({'dL/dW': (grad(loss)(W), W.grad)})"],
+        AUTOGRAD,
+    ),
+    "a copy of the manual side": (
+        ["X_g = G @ W.t()", "check({'dL/dX': (X_g, X_g.clone())})"],
+        "compares 'dL/dX' with a copy of itself (both sides hold X_g's values)",
+    ),
+}
+
+
+def flow(*cells: str) -> str:
+    return "\n".join(p for c in guard_lint.autograd_against_itself(list(cells)) for p in c)
+
+
+@pytest.mark.parametrize("door", FLOW_DOORS, ids=str)
+def test_a_check_that_compares_autograd_with_itself_is_refused(door):
+    cells, message = FLOW_DOORS[door]
+    assert message in flow(*cells), f"{door}: {flow(*cells)!r}"
+
+
+def test_checks_that_compare_with_autograd_honestly_are_not_refused():
+    assert (
+        flow(
+            "G = Y.grad  # the upstream gradient, from autograd",
+            "check({'dL/dW': (X.t() @ G, W.grad), 'dL/dX': (G @ W.t(), X.grad)})",
+            "W_g = torch.zeros_like(W.grad)\nW_g += X.t() @ G",  # the shape only
+            "check({'dL/dW': (W_g, W.grad)})",
+            "W_g = W.grad.clone()\nW_g = X.t() @ G",  # rebound before the check
+            "check({'dL/dW': (W_g, W.grad)})",
+            "from torch.func import jacrev, vjp\n_, f = vjp(layer, X, W)\nX_v, W_v = f(G)",
+            "check({'dL/dW (vjp)': (W_g, W_v)})",  # local derivatives, chained
+            "J = jacrev(layer)(X)\ncheck({'dL/dX': (G.reshape(-1) @ J.reshape(8, 12), X.grad)})",
+            "per_sample = torch.autograd.grad(L0, W)[0] + torch.autograd.grad(L1, W)[0]",
+            "check({'dL/dW': (per_sample, W.grad)}, reference='the whole batch')",  # named
+            "def verify(p, m):\n    check({'dL/dp': (m, p.grad)})",
+            "verify(W, X.t() @ G)",
+        )
+        == ""
+    )
 
 
 # --- cell tags and options, front matter, the book's configuration ---------------------
@@ -417,17 +511,20 @@ def ran(source="x = 1", outputs=(), tags=(), count=1, **metadata):
     return c
 
 
-def error(ename, evalue="..."):
-    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
+def error(ename, evalue="...", *frames):
+    """An error output; ``frames``: the cells' lines its traceback names, as (count, line)."""
+    traceback = [f"\x1b[0;32mCell In[{n}], line {k}\x1b[0m" for n, k in frames]
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": traceback}
 
 
-def record(kind="check", quantities=("dL/dW",), reference="autograd"):
+def record(kind="check", quantities=("dL/dW",), reference="autograd", site="Cell In[1], line 1"):
     meta = {
         "byhand": {
             "kind": kind,
             "quantities": list(quantities),
             "reference": reference,
             "torch": "2.13.0+cpu",
+            "site": site,
         }
     }
     return {"output_type": "display_data", "data": {"text/plain": "✓"}, "metadata": meta}
@@ -476,9 +573,36 @@ RUN_DOORS = {
     ),
     "a check that left no record": (
         ran("check({'a': (x, y)})"),
-        "calls check/fd_check/claim 1 time(s) but its outputs hold 0",
+        "code cell 1, line 1: check(...) never ran, so it checks nothing",
     ),
-    "a loop that never ran": (ran("for _ in []:\n    check({})"), "hold 0 record(s)"),
+    "a loop that never ran": (
+        ran("for _ in []:\n    check({})"),
+        "code cell 1, line 2: check(...) never ran",
+    ),
+    "a check in a function nobody calls": (
+        ran("def verify():\n    check({'a': (x, y)})"),
+        "code cell 1, line 2: check(...) never ran",
+    ),
+    "a claim in a lambda nobody calls": (
+        ran("later = lambda: claim('true', True)"),
+        "code cell 1, line 1: claim(...) never ran",
+    ),
+    "a check after a return": (
+        ran("def f():\n    return 1\n    fd_check(g, (x,), 'g')\nf()"),
+        "code cell 1, line 3: fd_check(...) never ran",
+    ),
+    "a record from another line": (
+        ran("check({'a': (x, y)})\n\ncheck({'b': (x, y)})", [record(site="Cell In[1], line 3")]),
+        "code cell 1, line 1: check(...) never ran",
+    ),
+    "a check a demonstration never reached": (
+        ran(
+            "compare({'a': (x, y)})\ncheck({'a': (x, y)})",
+            [error("GradientMismatch", "...", (1, 1))],
+            tags=["raises-exception"],
+        ),
+        "code cell 1, line 2: check(...) never ran",
+    ),
 }
 
 
@@ -498,17 +622,62 @@ def test_a_page_that_did_not_run_or_ran_elsewhere_is_refused():
 
 def test_a_healthy_page_passes():
     notebook = executed(
-        ran("check({'a': (x, y)})\nclaim('true', True)", [record(), record("claim", ["true"])]),
-        ran("check({'a': (x, z)})", [error("GradientMismatch")], tags=["raises-exception"]),
+        ran(
+            "check({'a': (x, y)})\nclaim('true', x)",
+            [record(), record("claim", ["true"], site="Cell In[1], line 2")],
+        ),
+        ran(
+            "check({'a': (x, z)})",
+            [error("GradientMismatch", "...", (2, 1))],
+            tags=["raises-exception"],
+            count=2,
+        ),
         ran(
             "assert False",
             [error("AssertionError")],
             tags=["raises-exception"],
             raises="AssertionError",
+            count=3,
         ),
         ran("", count=None),  # an empty cell is not run, and that is fine
+        # a check in a function: it ran when cell 5 called it (its record is there), and a
+        # demonstration that fails inside a function defined in cell 5
+        ran("def verify(a):\n    check({'a': (a, x)})", count=4),
+        ran(
+            "verify(x)",
+            [record(site="Cell In[4], line 2")],
+            count=5,
+        ),
+        ran(
+            "verify(y)",
+            [error("GradientMismatch", "...", (6, 1), (4, 2))],
+            tags=["raises-exception"],
+            count=6,
+        ),
     )
     assert run_problems(notebook) == ""
+
+
+def test_each_finding_knows_its_cell_and_line():
+    """Where a finding is, for the annotation on the page's line (guard.py maps it)."""
+    notebook = executed(
+        ran("x = 1", count=1),
+        ran("def f():\n    check({'a': (x, y)})", count=2),
+        ran("y = 2\nundefined", [error("NameError", "...", (3, 2))], count=3),
+    )
+    failed = {**RUN, "succeeded": False, "traceback": "Cell In[3], line 2\nNameError: no"}
+    found = guard_run.page_problems(failed, notebook)
+    assert [(f, f.cell, f.line) for f in found] == [("failed: NameError: no", 3, 2)]
+    ok = guard_run.page_problems(
+        RUN, executed(ran("x = 1"), ran("for _ in []:\n    claim('a', x)", count=2))
+    )
+    assert [(f.cell, f.line) for f in ok] == [(2, 2)]
+    assert guard_run.cell_lines(
+        "\x1b[0;32mCell In[12], line 7\x1b[0m, in f()\nCell In[3], line 1"
+    ) == [
+        (12, 7),
+        (3, 1),
+    ]
 
 
 # --- where the guard reads internals, a changed layout stops the build ------------------
@@ -525,6 +694,10 @@ def test_a_changed_record_format_is_internals_changed():
     bad["metadata"]["byhand"] = {"type": "check", "names": ["dL/dW"]}
     with pytest.raises(InternalsChanged, match="byhand record"):
         guard_run.page_problems(RUN, executed(ran("check({})", [bad])))
+    no_site = record()
+    del no_site["metadata"]["byhand"]["site"]
+    with pytest.raises(InternalsChanged, match="'site': 'Cell In"):
+        guard_run.page_problems(RUN, executed(ran("check({})", [no_site])))
     with pytest.raises(InternalsChanged, match="error output has no 'ename'"):
         guard_run.page_problems(RUN, executed(ran("x", [{"output_type": "error"}])))
 
@@ -630,14 +803,6 @@ def test_the_badge_counts_every_record_and_dates_the_build(monkeypatch):
 # --- the doors in real builds ---------------------------------------------------------------
 
 
-def page(title: str, *cells: str, front: str = "") -> str:
-    return f"---\n{HEADER}{front}---\n# {title}\n\n" + "".join(cells)
-
-
-def code(source: str, options: str = "") -> str:
-    return f"```{{code-cell}} ipython3\n{options}{textwrap.dedent(source).strip()}\n```\n\n"
-
-
 REFUSED_PAGES = {
     "09-mode": (
         page("Mode", code(START), front="mystnb:\n  execution_mode: 'off'\n"),
@@ -675,6 +840,16 @@ REFUSED_PAGES = {
         ),
         "'raises: NameError'",
     ),
+    "18-itself": (
+        page(
+            "Itself",
+            code(START),
+            code("W = torch.ones(3, requires_grad=True)\n(W * 2).sum().backward()"),
+            code("W_g = W.grad.clone()  # 'by hand'"),
+            code("check({'dL/dW': (W_g, W.grad)})"),
+        ),
+        "code cell 4 checks 'dL/dW' with a manual side computed from W.grad",
+    ),
 }
 
 
@@ -690,8 +865,26 @@ def test_refused_doors_stop_the_build_before_anything_runs(tmp_path):
     (book / "book" / "20-orphan.md").write_text("# Not in the TOC\n")
     with (book / "_toc.yml").open("a") as toc:
         toc.write("  - file: book/21-gone\n")
-    build = run_build(book)
+    summary = tmp_path / "job-summary.md"
+    build = run_build(book, env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
     assert build.returncode != 0 and "Book structure error" in build.log, build.log[-3000:]
+    # on the pull request: each refusal an annotation on its page's line, and the summary
+    found = books.annotations(build.log)
+    itself = (book / "book" / "18-itself.md").read_text()
+    assert (
+        books.line_of(itself, "check({'dL/dW': (W_g, W.grad)})"),
+        "code cell 4 checks 'dL/dW' with a manual side computed from W.grad, the gradient it "
+        "is compared with: the check compares autograd with itself and passes whatever the "
+        "formula",
+    ) in found["book/18-itself.md"]
+    assert found["book/17-no-header.md"] == [
+        (None, "has code cells but no jupytext header, so its cells would never run (copy the "
+         "header from book/_template.md)")
+    ]  # fmt: skip
+    assert set(found) >= {f"book/{stem}.md" for stem in REFUSED_PAGES}
+    text = summary.read_text()
+    assert text.startswith("## The book was refused before any page ran")
+    assert "- `book/17-no-header.md`: has code cells but no jupytext header" in text
     for stem, (_, message) in REFUSED_PAGES.items():
         assert re.search(rf"book/{stem}\.md(:\d+)?: .*{re.escape(message)}", build.log), (
             stem,
@@ -712,57 +905,42 @@ def test_prose_pages_need_no_header_and_pass(tmp_path):
     assert guard.problems(book, book / "_toc.yml") == []
 
 
-RUN_TIME_PAGES = {
-    "09-name-error": code("undefined_name", ":tags: [raises-exception]\n"),
-    "10-wrong-type": code(
-        "assert torch.equal(torch.ones(2), torch.zeros(2))", ":tags: [raises-exception]\n"
-    ),
-    "11-silent": code(
-        "check({'dL/dx': (torch.ones(2), torch.ones(2) * 1.0)})", ":tags: [raises-exception]\n"
-    ),
-    "12-declared": code(
-        "assert torch.equal(torch.ones(1), torch.ones(()))",
-        "---\ntags: [raises-exception]\nraises: AssertionError\n---\n",
-    ),
-    "13-demo": code(
-        "check({'dL/dx': (torch.zeros(2), torch.ones(2))})", ":tags: [raises-exception]\n"
-    ),
-}
-
-
 @pytest.mark.build
-def test_run_time_doors_fail_the_build_without_W(tmp_path):
-    """The live preview's build (no -W): the guard fails it from its own record."""
-    good = code(
-        "x = torch.ones(3)\ncheck({'dL/dx': (x * 2, x + x), 'dL/dy': (x, x * 1.0)})\n"
-        "claim('ones are ones', torch.equal(x, torch.ones(3)))"
+def test_run_time_doors_fail_the_build_without_W(failing_book):
+    """The live preview's build (no -W) of tests/books.py's failing book: the guard fails
+    it from its own record, each page on the line where its door is."""
+    build, out = failing_book.build, failing_book.out
+    assert build.returncode != 0, build.log[-3000:]
+    found = dict(books.annotations(build.log)["book/13-doors.md"])
+    text = books.DOORS
+
+    def at(needle: str) -> int:
+        return books.line_of(text, needle)
+
+    assert found.pop(at("undefined_name")) == (
+        "code cell 2 should fail with GradientMismatch but raised NameError: name "
+        "'undefined_name' is not defined"
     )
-    pages = {stem: page(stem, code(START), cells, good) for stem, cells in RUN_TIME_PAGES.items()}
-    book = mini_book(tmp_path, pages)
-    proc = subprocess.run(
-        [sys.executable, str(book / "scripts" / "preview.py"), "--build-only", "--root", str(book)],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    message = found.pop(at("assert torch.equal(torch.ones(2)"))
+    assert message.startswith(
+        "code cell 3 should fail with GradientMismatch but raised AssertionError"
     )
-    log = proc.stdout + proc.stderr
-    assert proc.returncode != 0, log[-3000:]
-    assert (
-        "book/09-name-error.md: code cell 2 should fail with GradientMismatch but raised NameError"
-        in log
+    assert "declare it: 'raises: AssertionError'" in message
+    assert found.pop(at("check({'dL/dx': (torch.ones(2), torch.ones(2) * 1.0)})")) == (
+        "code cell 4 is tagged raises-exception but did not raise: a demonstration of a "
+        "wrong formula must really fail its check"
     )
-    assert (
-        "book/10-wrong-type.md: code cell 2 should fail with GradientMismatch but raised "
-        "AssertionError"
-    ) in log and "declare it: 'raises: AssertionError'" in log
-    assert "book/11-silent.md: code cell 2 is tagged raises-exception but did not raise" in log
-    assert "12-declared.md: code cell" not in log, "a declared AssertionError was refused"
-    assert "13-demo.md: code cell" not in log, "a demonstration failing its check was refused"
-    assert not re.search(r"12-declared\.md:\d*:? ?WARNING", log), "myst-nb warned about 'raises:'"
-    # every page still got its badge, counted from its own records
-    out = book / "_build" / "preview"
-    html = (out / "html" / "book" / "12-declared.html").read_text()
-    notebook = nbformat.read(out / "jupyter_execute" / "book" / "12-declared.ipynb", as_version=4)
+    message = found.pop(at("    check({'dL/dx': (torch.ones(2), torch.full((2,), 1.0))})"))
+    assert message.startswith("code cell 7, line 2: check(...) never ran, so it checks nothing")
+    # and nothing else: the declared AssertionError (cell 5) and the demonstration that
+    # fails its check (cell 6) are fine
+    assert found == {}, found
+    assert not re.search(r"13-doors\.md:\d*:? ?WARNING", build.log), (
+        "myst-nb warned about 'raises:'"
+    )
+    # the page still got its badge, counted from its own records
+    html = (out / "html" / "book" / "13-doors.html").read_text()
+    notebook = nbformat.read(out / "jupyter_execute" / "book" / "13-doors.ipynb", as_version=4)
     records = [
         o.metadata["byhand"]
         for c in notebook.cells
@@ -770,10 +948,43 @@ def test_run_time_doors_fail_the_build_without_W(tmp_path):
         for o in c.outputs
         if "byhand" in o.get("metadata", {})
     ]
-    assert len(records) == 2
+    # the last cell's check (2 quantities) and claim, and the silent demonstration's check
+    assert len(records) == 3
     assert (
-        "✓</span> 2 gradients checked against autograd and 1 statement of the text asserted" in html
+        "✓</span> 3 gradients checked against autograd and 1 statement of the text asserted" in html
     )
-    assert sum(len(r["quantities"]) for r in records if r["kind"] == "check") == 2
+    assert sum(len(r["quantities"]) for r in records if r["kind"] == "check") == 3
     runs = json.loads((out / "execution.json").read_text())
-    assert all(run["succeeded"] for run in runs.values()), runs
+    assert runs["book/13-doors"]["succeeded"], runs  # myst-nb ran it: the guard refuses it
+
+
+# --- where a failure is reported ------------------------------------------------------------
+
+
+def test_a_failure_is_an_annotation_in_github_actions_and_file_line_elsewhere(monkeypatch):
+    import guard_report
+
+    failure = guard_report.Failure(
+        "book/02-x.md", 120, "GradientMismatch: [2 · X] dL/dW: 50% off, a:b\nthe rest"
+    )
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    assert failure.annotation() == "book/02-x.md:120: GradientMismatch: [2 · X] dL/dW: 50% off, a:b"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert failure.annotation() == (
+        "::error file=book/02-x.md,line=120,title=GradientMismatch::"
+        "GradientMismatch: [2 · X] dL/dW: 50%25 off, a:b"
+    )
+    refused = guard_report.Failure.parse("book/09-a.md:7: code cell 2 rebinds 'check'")
+    assert (refused.path, refused.line, refused.message) == (
+        "book/09-a.md",
+        7,
+        "code cell 2 rebinds 'check'",
+    )
+    assert refused.annotation() == (
+        "::error file=book/09-a.md,line=7,title=Build guard::code cell 2 rebinds 'check'"
+    )
+    toc = guard_report.Failure.parse(
+        "_toc.yml lists 'book/21-gone', but there is no book/21-gone.md"
+    )
+    assert (toc.path, toc.line) == ("_toc.yml", None)
+    assert toc.annotation().startswith("::error file=_toc.yml,title=Build guard::lists ")

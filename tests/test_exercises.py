@@ -50,7 +50,7 @@ STUB_2 = "return torch.zeros(X.shape[1], G.shape[1])  # your code here"
 SOLUTION_1 = "def bias_grad(G):\n    return torch.ones(G.shape[0]) @ G\n"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # a module's fixtures go when xdist interleaves modules
 def broken(tmp_path_factory):
     for part in (STUB, STUB_2, SOLUTION_1):
         assert part in TEMPLATE, f"the template changed ({part!r}); update this test"

@@ -9,6 +9,7 @@
 * no tracked .ipynb carries outputs;
 * every chapter has >= 2 ``solution`` cells, each followed by an ``exercise-check`` cell;
 * no measured number is typed in the prose;
+* no code line a reader sees (folded or not) is wider than the code column at 1280 px;
 * every learner's question in the intro's table "Your question, answered" links a ``q-...``
   label that exists once, outside any fold, with the chapter the link names; every ``q-...``
   label of the book is in that table;
@@ -32,7 +33,7 @@ from myst_nb.core.read import is_myst_markdown_notebook
 import guard
 from conftest import ROOT
 from guard import code_cells  # the one definition of a page's code cells
-from guard_lint import tags
+from guard_lint import tags, wide_code_lines
 
 DIRECTIVE = re.compile(r"^\s*(?P<fence>`{3,}|:{3,})\{(?P<kind>figure|image)\}\s*(?P<target>\S*)")
 MD_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -411,6 +412,17 @@ def guard_problems(root: Path) -> list[str]:
     return guard.problems(root, root / "_toc.yml")
 
 
+def wide_code_problems(root: Path) -> list[str]:
+    """Code a reader sees fits the code column at 1280 px (guard_lint.CODE_COLUMNS): what
+    the browser tests would find, found without a browser."""
+    return [
+        f"{rel(root, page)}:{line}: a code line of {len(text)} columns; its block fits "
+        f"{fits} (wrap it, or move a comment to its own line)"
+        for page in pages(root)
+        for line, text, fits in wide_code_lines(page.read_text(encoding="utf-8"))
+    ]
+
+
 def config_problems(root: Path) -> list[str]:
     """_config.yml loads the guard: without it the build would check none of its rules."""
     config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
@@ -429,6 +441,7 @@ CHECKS = [
     notebook_output_problems,
     exercise_problems,
     prose_number_problems,
+    wide_code_problems,
     question_problems,
 ]
 
@@ -483,7 +496,13 @@ def test_checks_name_every_offending_file(tmp_path):
     unchecked_solution = (
         f"---\n{HEADER}---\n# Five\n\n```{{code-cell}} ipython3\ncheck({{}})\n```\n\n"
         "```{code-cell} ipython3\n:tags: [hide-input, solution]\nx = 1\n```\n\n"
-        "```{code-cell} ipython3\nplt.show()\n```\n"
+        "```{code-cell} ipython3\nplt.show()\n```\n\n"
+        "```{code-cell} ipython3\n:tags: [hide-input]\n"
+        f"x = {'1' * 87}\n"  # 91 columns, folded: a reader who unfolds it sees it scroll
+        "```\n\n"
+        "```{code-cell} ipython3\n:tags: [remove-input]\n"
+        f"y = {'1' * 87}\n"  # never shown
+        "```\n"
     )
     book = make_book(
         tmp_path,
@@ -494,12 +513,20 @@ def test_checks_name_every_offending_file(tmp_path):
             "book/03-no-check.md": no_check,
             "book/04-images.md": bad_images,
             "book/05-solution.md": unchecked_solution,
+            "book/05-again.md": "# Another chapter five\n",
             "imgs/a.svg": "<svg/>",
         },
         [
             f"book/{n}"
-            for n in ("02-no-header", "03-no-check", "04-images", "05-solution", "99-gone")
-        ],
+            for n in (
+                "02-no-header",
+                "03-no-check",
+                "04-images",
+                "05-solution",
+                "05-again",
+                "99-gone",
+            )
+        ],  # fmt: skip
     )
     text = {check.__name__: "\n".join(check(book)) for check in CHECKS}
     guard_text = text["guard_problems"]
@@ -507,6 +534,12 @@ def test_checks_name_every_offending_file(tmp_path):
     assert "_toc.yml lists 'book/99-gone', but there is no book/99-gone.md" in guard_text
     assert "book/02-no-header.md has code cells but no jupytext header" in guard_text
     assert "book/03-no-check.md has code cells but no check" in guard_text
+    assert "_toc.yml lists 2 chapters numbered 05 (book/05-solution, book/05-again)" in guard_text
+    line = unchecked_solution.splitlines().index(f"x = {'1' * 87}") + 1
+    assert text["wide_code_problems"] == (
+        f"book/05-solution.md:{line}: a code line of 91 columns; its block fits 88 (wrap it, "
+        "or move a comment to its own line)"
+    )
     images = text["image_problems"]
     assert "04-images.md:3: image ../imgs/a.svg has empty alt text" in images
     assert "04-images.md:5: image ../imgs/missing.svg does not exist" in images

@@ -276,12 +276,39 @@ def test_book_workflow_builds_tests_and_keeps_tracebacks(workflows):
     python = next(s for _, s in steps(wf) if "actions/setup-python" in s.get("uses", ""))
     assert python["with"]["cache"] == "pip"
     assert python["with"]["cache-dependency-path"] == "requirements*.lock"
-    upload = next(s for _, s in steps(wf) if "actions/upload-artifact" in s.get("uses", ""))
-    assert upload["if"] == "failure()"
+    upload = next(
+        s
+        for _, s in steps(wf)
+        if "actions/upload-artifact" in s.get("uses", "") and s.get("if") == "failure()"
+    )
     for path in ("_build/html/reports/", "_build/execution.json", "ci.log"):
         assert path in upload["with"]["path"], f"failure artifact lacks {path}"
     ci_step = next(s for _, s in steps(wf) if ".ci/run" in s.get("run", ""))
     assert ci_step["env"] == {"TORCH_INDEX": "cpu"}, "one setting: the CPU torch index"
+
+
+def test_every_run_uploads_the_site_as_a_preview_named_in_the_summary(workflows):
+    """Pull requests included, and after a failed build too: the site is an artifact of
+    the run, and the job summary links it by its name. Read-only: no permission needed,
+    no event restricts it (the Pages deploy is main's alone, tested below)."""
+    wf = workflows["book.yml"]
+    build = wf["jobs"]["build"]
+    assert build["permissions"] == {"contents": "read"}
+    names = [s.get("name", "") for s in build["steps"]]
+    ci = next(i for i, s in enumerate(build["steps"]) if ".ci/run" in s.get("run", ""))
+    preview = next(s for s in build["steps"] if s.get("id") == "preview")
+    assert build["steps"].index(preview) > ci, names
+    assert "actions/upload-artifact" in preview["uses"]
+    assert preview["if"] == "${{ !cancelled() }}", "every run, a failed one too"
+    assert preview["with"]["path"] == "_build/html"
+    name = preview["with"]["name"]
+    summary = next(s for s in build["steps"] if "steps.preview.outputs.artifact-url" in str(s))
+    assert build["steps"].index(summary) > build["steps"].index(preview)
+    assert summary["if"] == "${{ !cancelled() }}"
+    assert summary["env"] == {"PREVIEW_URL": "${{ steps.preview.outputs.artifact-url }}"}
+    assert f"[{name}]($PREVIEW_URL)" in summary["run"]
+    assert '>> "$GITHUB_STEP_SUMMARY"' in summary["run"]
+    assert "${{" not in summary["run"], "expressions go through env, never into the script"
 
 
 def test_one_ci_path():

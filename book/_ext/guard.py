@@ -7,7 +7,8 @@ keeps that promise against everything a page could do without touching ``byhand.
 ``Book structure error`` that lists every problem at once:
 
 * a page in ``book/`` that ``_toc.yml`` does not list (it would never be built), a TOC
-  entry without its ``.md`` file, a page listed twice, a notebook (``.ipynb``) page;
+  entry without its ``.md`` file, a page listed twice, two chapters with one number, a
+  notebook (``.ipynb``) page;
 * a page with ``{code-cell}`` blocks but no jupytext header (myst-nb would render it
   without running it), or a code cell that myst-nb would never run (inside a dropdown,
   a list, a ``:::`` fence);
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -53,6 +55,7 @@ from sphinx.util import logging
 # the preview's conf.py, the tests and scripts).
 import guard_kernels
 import guard_lint
+import guard_report
 import guard_run
 from guard_lint import code_cells, has_code_cells  # noqa: F401  (the one definition)
 from guard_run import InternalsChanged
@@ -124,6 +127,15 @@ def toc_problems(srcdir: Path, toc_path: Path, book_dir: str = "book") -> list[s
     listed = toc_documents(toc_path)
     for doc in sorted({d for d in listed if listed.count(d) > 1}):
         found.append(f"{toc_path.name} lists '{doc}' more than once")
+    numbers: dict[str, list[str]] = {}
+    for doc in dict.fromkeys(chapter_documents(toc_path)):
+        numbers.setdefault(Path(doc).name[:2], []).append(doc)
+    for number, docs in sorted(numbers.items()):
+        if len(docs) > 1:
+            found.append(
+                f"{toc_path.name} lists {len(docs)} chapters numbered {number} "
+                f"({', '.join(docs)}); each chapter has a number of its own"
+            )
     for doc in dict.fromkeys(listed):
         if (srcdir / f"{doc}.md").is_file():
             continue
@@ -255,6 +267,13 @@ def check_structure(app: Sphinx) -> None:
     except InternalsChanged as err:
         raise BuildRefused(str(err)) from None
     if found:
+        failures = [guard_report.Failure.parse(problem) for problem in found]
+        if os.environ.get("GITHUB_ACTIONS") == "true":  # the message below says it elsewhere
+            for failure in failures:
+                logger.info(failure.annotation())
+        guard_report.write_summary(
+            guard_report.summary([], failures, "The book was refused before any page ran")
+        )
         raise BookStructureError("\n  - " + "\n  - ".join(found))
     # What build-finished checks against: the pages that must run, book/'s modules now.
     app._byhand_guard = {
@@ -325,7 +344,7 @@ def add_badge(app: Sphinx, doctree: nodes.document) -> None:
 
 
 def report_execution(app: Sphinx) -> dict:
-    """Write ``_build/execution.json`` and print which pages failed, with the error line."""
+    """Write ``_build/execution.json``: each page's run time, and its error line."""
     metadata = getattr(app.env, "nb_metadata", {})
     results = {}
     for docname, data in sorted(metadata.items()):
@@ -339,12 +358,6 @@ def report_execution(app: Sphinx) -> dict:
         }
     out = Path(app.outdir).parent / "execution.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
-    failed = {doc: r for doc, r in results.items() if not r["succeeded"]}
-    if failed:
-        logger.info("")
-        logger.info(f"{len(failed)} chapter(s) failed to execute:")
-        for doc, r in failed.items():
-            logger.info(f"  {doc}.md: {r['error']}")
     return results
 
 
@@ -384,22 +397,71 @@ def execution_problems(app: Sphinx) -> dict[str, list[str]]:
     return found
 
 
+def located(app: Sphinx, where: str, problem: str) -> guard_report.Failure:
+    """A problem of ``where`` (``book/x.md``) on the page's line: the line of the cell the
+    finding names (``guard_run.Finding``), or the page itself."""
+    cell, line = getattr(problem, "cell", None), getattr(problem, "line", None)
+    page = Path(app.srcdir) / where
+    at = guard_lint.page_line(page, cell, line) if cell and page.suffix == ".md" else None
+    return guard_report.Failure(where, at, str(problem).removeprefix("failed: "))
+
+
+def summary_rows(app: Sphinx, found: dict[str, list[str]]) -> list[guard_report.Row]:
+    """One row per TOC page, counted from its executed notebook."""
+    state = getattr(app, "_byhand_guard", None) or {"run": []}
+    rows = []
+    for doc in toc_documents(Path(app.srcdir) / app.config.external_toc_path):
+        path = executed_notebook(app, doc)
+        if doc not in state["run"]:
+            rows.append(guard_report.Row(doc, 0, 0, 0, "no code"))
+            continue
+        count = guard_run.tally(nbformat.read(path, as_version=4)) if path.is_file() else None
+        problems = found.get(f"{doc}.md", [])
+        result = (
+            "passed"
+            if not problems
+            else ("failed" if any(p.startswith("failed: ") for p in problems) else "refused")
+        )
+        rows.append(
+            guard_report.Row(
+                doc,
+                count.autograd + count.other + count.fd if count else 0,
+                count.claims if count else 0,
+                count.demonstrations if count else 0,
+                result,
+            )
+        )
+    return rows
+
+
 def finish(app: Sphinx, exception: Exception | None) -> None:
     if app.builder.name in NON_EXECUTING_BUILDERS:
         return
     try:
         report_execution(app)
-        if exception is not None:
-            return
         found = execution_problems(app)
+        rows = summary_rows(app, found)
     except InternalsChanged as err:
+        if exception is not None:
+            return  # Sphinx's own error says what went wrong
         raise BuildRefused(str(err)) from None
-    if not found:
+    if exception is not None:  # Sphinx stopped half-way: only what failed is certain
+        found = {w: [p for p in page if p.startswith("failed: ")] for w, page in found.items()}
+        found = {w: page for w, page in found.items() if page}
+    problems = [(p, located(app, where, p)) for where, page in found.items() for p in page]
+    failed = [f for p, f in problems if p.startswith("failed: ")]
+    if failed:  # a failing check, claim or demonstration: on the line of the failing call
+        logger.info("")
+        logger.info(f"{len(failed)} chapter(s) failed to execute:")
+        for failure in failed:
+            logger.info(failure.annotation())
+    for problem, failure in problems:  # the guard's own findings
+        if not problem.startswith("failed: "):
+            logger.info(failure.annotation())
+    failures = [f for _, f in problems]
+    guard_report.write_summary(guard_report.summary(rows, failures, "The book's build"))
+    if not found or exception is not None:
         return
-    for where, page in found.items():
-        for problem in page:
-            if not problem.startswith("failed: "):  # failures: myst-nb's traceback, above
-                logger.error(f"{where}: {problem}")
     logger.info(
         f"The build guard refuses {len(found)} page(s): "
         + ", ".join(found)

@@ -370,7 +370,8 @@ class CodeReport:
     """What :func:`lint_code` found in one cell."""
 
     problems: list[str] = field(default_factory=list)
-    recorded_calls: int = 0  # top-level check/fd_check/claim calls: each must leave a record
+    # every check/fd_check/claim call, at any depth, as (line, name): each must run
+    sites: list[tuple[int, str]] = field(default_factory=list)
     calls: set[str] = field(default_factory=set)  # byhand's names the cell calls
     imported: set[str] = field(default_factory=set)
 
@@ -769,6 +770,17 @@ class _Linter(ast.NodeVisitor):
             module = _chain(node.args[0])[:1] if node.args else []
             if node.func.id == "getattr" and module and module[0] in HELPERS:
                 self.problem(node, f"reads {module[0]}'s names with getattr(); import them")
+            name_given = node.args[1] if len(node.args) > 1 else None
+            if (
+                node.func.id in ("getattr", "hasattr")
+                and isinstance(name_given, ast.Constant)
+                and name_given.value in ("grad", "_grad")
+            ):
+                self.problem(
+                    node,
+                    "reads .grad with getattr(); write W.grad, so that the build can "
+                    "see which gradient a check's manual side is computed from",
+                )
         if isinstance(node.func, ast.Attribute):
             self._method(node, chain)
         self._magic(node)
@@ -776,16 +788,15 @@ class _Linter(ast.NodeVisitor):
 
     def _check_call(self, node: ast.Call, name: str) -> None:
         self.report.calls.add(name)
-        if self.depth_def == 0 and name in RECORDED:
-            if self.conditional:
+        if name in RECORDED:
+            self.report.sites.append((node.lineno, name))
+            if self.depth_def == 0 and self.conditional:
                 self.problem(
                     node,
                     f"calls {name}() where it may not run (under an if, a "
                     "try, a comprehension, an 'and'/'or'): a check runs "
                     "whenever its cell runs",
                 )
-            else:
-                self.report.recorded_calls += 1
         for keyword in node.keywords:
             if keyword.arg is None:
                 self.problem(node, f"passes **keywords to {name}(); write each one out")
@@ -805,6 +816,13 @@ class _Linter(ast.NodeVisitor):
                     )
         if any(isinstance(arg, ast.Starred) for arg in node.args):
             self.problem(node, f"passes *arguments to {name}(); write them out")
+        holds = node.args[1] if name == "claim" and len(node.args) > 1 else None
+        if holds is not None and not any(isinstance(n, ast.Name) for n in ast.walk(holds)):
+            self.problem(
+                node,
+                f"claims {ast.unparse(holds)}, which holds whatever PyTorch does: a claim "
+                "asserts what the page computed (make sure it can fail: try its negation)",
+            )
         if name in ("check", "compare") and node.args and isinstance(node.args[0], ast.Dict):
             for key, value in zip(node.args[0].keys, node.args[0].values):
                 if isinstance(value, ast.Tuple) and len(value.elts) == 2:
@@ -946,10 +964,452 @@ def lint_code(
     return linter.report
 
 
-def recorded_calls(source: str) -> int:
-    """How many check/fd_check/claim calls a cell makes at its top level: each leaves at
-    least one record in the cell's outputs when it passes (one per loop run)."""
-    return lint_code(source, owned=set()).recorded_calls
+def call_sites(source: str) -> list[tuple[int, str]]:
+    """Every check/fd_check/claim call in a cell, at any depth (in a function, a loop, a
+    lambda), as (line, name): each must run at least once, so each must leave a record
+    whose site is that line (or fail where a demonstration is meant to)."""
+    return lint_code(source, owned=set()).sites
+
+
+# --- a check that compares autograd with itself ------------------------------------------
+# check({"dL/dW": (W_g, W.grad)}) compares a manual gradient with autograd's. If W_g was
+# computed from W.grad (W_g = W.grad.clone(), two cells earlier), or is autograd's own
+# gradient of a scalar with respect to W (torch.autograd.grad(L, W), torch.func.grad), the
+# check compares autograd with itself and passes whatever the formula. _Flow follows the
+# page's code in the order it runs and records, for each value, the gradients it is
+# computed from: a key ("grad", "W") for a read of W.grad, ("autograd", "W") for such a
+# gradient computed by autograd. A check's reference side *is* a gradient when it is W.grad
+# or a view or copy of it (W.grad.T, a name bound to W.grad, torch.autograd.grad(...)[0]).
+# It follows assignments (across cells), in-place changes, tuple unpacking, dicts of pairs
+# built before the check, and functions the page defines, their parameters bound at each
+# call. It is a seat belt like the rest: what it cannot follow (a value through a container
+# it does not read) it lets through, so that it never refuses a sound page.
+# Jacobians and vector-Jacobian products (jacrev, torch.func.vjp, autograd.grad with
+# grad_outputs) are local derivatives a chain rule multiplies, like G = Y.grad; they are
+# not the reference's own gradient, and are let through.
+
+# Calls whose result is autograd's gradient of a scalar: the dotted name, and where the
+# tensors it differentiates with respect to are ("inputs": the second positional or the
+# keyword `inputs`; "called": the arguments of the call of the function it returns).
+SCALAR_GRADIENTS = {
+    "torch.autograd.grad": "inputs",
+    "torch.func.grad": "called",
+    "torch.func.grad_and_value": "called",
+}
+# Methods and attributes that give the same values (or a view of them): a tensor's identity
+# for "whose gradient is this" (W.detach() holds W's values, W.grad.T is W's gradient).
+SAME_VALUES = {"detach", "clone", "requires_grad_", "data", "contiguous"}
+VIEWS = SAME_VALUES | {
+    "T", "mT", "t", "reshape", "view", "flatten", "squeeze", "unsqueeze", "transpose",
+    "permute", "reshape_as", "view_as", "expand", "expand_as", "float", "double", "to",
+}  # fmt: skip
+# What carries nothing of a value but its shape: zeros_like(W.grad) is not computed from it.
+SHAPE_ONLY = {
+    "shape", "size", "dim", "ndim", "numel", "dtype", "device", "zeros_like", "ones_like",
+    "empty_like", "full_like", "rand_like", "randn_like", "new_zeros", "new_ones",
+    "new_empty", "new_full", "len", "isinstance", "type",
+}  # fmt: skip
+# The calls that compare pairs, and where their {name: (manual, reference)} dict is.
+PAIRED = {"check": 0, "compare": 0, "paths_figure": "grads", "sum_figure": "grads"}
+
+
+@dataclass
+class _Function:
+    params: list[str]
+    returns: frozenset = frozenset()  # keys, and ("param", p) / ("param.grad", p) for params
+    parts: list | None = None  # per element, when every return is a tuple of one length
+    checks: list = field(default_factory=list)  # (label, manual, reference, default, line)
+
+
+class _Flow:
+    """Which gradients each value of a page is computed from (see above)."""
+
+    def __init__(self):
+        self.values: dict[str, frozenset] = {}  # name -> keys it is computed from
+        self.views: dict[str, frozenset] = {}  # name -> the gradients it is (a view of)
+        self.tensors: dict[str, str] = {}  # name -> the tensor whose values it holds
+        self.pairs: dict[str, list] = {}  # dict name -> [(label, manual, reference), ...]
+        self.functions: dict[str, _Function] = {}
+        self.modules: dict[str, str] = {"torch": "torch"}
+        self.local: _Function | None = None  # the function being read
+        self.scope: dict[str, frozenset] | None = None  # its local names
+        self.problems: list[tuple[int, str]] = []
+
+    def cell(self, tree: ast.Module) -> list[tuple[int, str]]:
+        self.problems = []
+        for statement in tree.body:
+            self.statement(statement, replace=True)
+        return list(dict.fromkeys(self.problems))
+
+    # -- statements, in the order they run -----------------------------------------------
+    def statement(self, node: ast.stmt, replace: bool) -> None:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                self.modules[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names if node.level == 0 and node.module else []:
+                self.modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Assign):
+            value = node.value
+            if isinstance(value, ast.Lambda) and [type(t) for t in node.targets] == [ast.Name]:
+                self._function(node.targets[0].id, value.args, [ast.Return(value.body)])
+                return
+            keys = self.expr(value)
+            for target in node.targets:
+                self._bind(target, value, keys, replace)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and node.value is not None:
+            keys = self.expr(node.value)
+            self._bind(node.target, node.value, keys, replace and isinstance(node, ast.AnnAssign))
+        elif isinstance(node, ast.Expr):
+            self.expr(node.value)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            self._function(node.name, node.args, node.body)
+        elif isinstance(node, ast.Return):
+            self._return(node.value)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            self._bind(node.target, None, self.expr(node.iter), False)
+            for _ in range(2):  # twice: what one turn computes, the next may read
+                for inner in node.body + node.orelse:
+                    self.statement(inner, replace=False)
+        else:  # if, while, with, try, match: every branch, none of them certain
+            for name in ("test", "subject"):
+                if isinstance(getattr(node, name, None), ast.expr):
+                    self.expr(getattr(node, name))
+            for item in getattr(node, "items", []):
+                keys = self.expr(item.context_expr)
+                if item.optional_vars is not None:
+                    self._bind(item.optional_vars, None, keys, False)
+            blocks = [getattr(node, name, []) for name in ("body", "orelse", "finalbody")]
+            blocks += [h.body for h in getattr(node, "handlers", [])]
+            blocks += [c.body for c in getattr(node, "cases", [])]
+            straight = replace and isinstance(node, (ast.With, ast.AsyncWith))
+            for block in blocks:
+                for inner in block if isinstance(block, list) else []:
+                    self.statement(inner, replace=straight)
+
+    def _get(self, name: str) -> frozenset:
+        if self.scope is not None and name in self.scope:
+            return self.scope[name]
+        return self.values.get(name, frozenset())
+
+    def _set(self, name: str, keys: frozenset, replace: bool) -> None:
+        table = self.scope if self.scope is not None else self.values
+        table[name] = keys if replace else self._get(name) | keys
+
+    def _bind(self, target: ast.AST, source: ast.AST | None, keys: frozenset, replace: bool):
+        if isinstance(target, ast.Name):
+            self._set(target.id, keys, replace)
+            if isinstance(source, (ast.Dict, ast.DictComp)):
+                self.pairs[target.id] = self._pairs(source)
+            if self.scope is None:
+                view, tensor = self.view(source), self._tensor(source)
+                self.views[target.id] = view if replace else self.views.get(target.id, view)
+                if tensor is not None and tensor != target.id:
+                    self.tensors[target.id] = tensor
+                elif replace:
+                    self.tensors.pop(target.id, None)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            count = len(target.elts)
+            if isinstance(source, (ast.Tuple, ast.List)) and len(source.elts) == count:
+                for element, part in zip(target.elts, source.elts):
+                    self._bind(element, part, self.expr(part), replace)
+                return
+            # element by element where the page shows it; otherwise nothing is followed
+            parts = self._parts(source, count) or [frozenset()] * count
+            for element, part in zip(target.elts, parts):
+                self._bind(element, None, part, replace)
+        elif isinstance(target, ast.Starred):
+            self._bind(target.value, None, frozenset(), replace)
+        elif isinstance(target, (ast.Subscript, ast.Attribute)):
+            root = _root(target)
+            if isinstance(root, ast.Name):
+                self._set(root.id, keys, False)  # W_g[0] = ..., W_g.data = ...
+                pair = _pair(source)
+                if isinstance(target, ast.Subscript) and root.id in self.pairs and pair:
+                    self.pairs[root.id].append((ast.unparse(target.slice), *pair))
+
+    def _pairs(self, node: ast.AST | None) -> list:
+        """The (label, manual, reference) pairs of a check's dict, as far as the page shows
+        them: a dict literal, a dict comprehension, or a name bound to one earlier."""
+        if isinstance(node, ast.Dict):
+            return [
+                (ast.unparse(key) if key is not None else "a quantity", *pair)
+                for key, value in zip(node.keys, node.values)
+                if (pair := _pair(value))
+            ]
+        if isinstance(node, ast.DictComp) and (pair := _pair(node.value)):
+            return [(ast.unparse(node.key), *pair)]
+        if isinstance(node, ast.Name):
+            return list(self.pairs.get(node.id, []))
+        return []
+
+    # -- what a value is computed from, and what gradient it is -----------------------------
+    def _dotted(self, node: ast.AST) -> str:
+        chain = _chain(node)
+        if chain and chain[0] in self.modules:
+            chain = [self.modules[chain[0]], *chain[1:]]
+        return ".".join(chain)
+
+    def _tensor(self, node: ast.AST | None) -> str | None:
+        """The tensor whose values an expression holds (through names and SAME_VALUES)."""
+        while isinstance(node, (ast.Call, ast.Attribute)):
+            if isinstance(node, ast.Call):
+                if not (isinstance(node.func, ast.Attribute) and node.func.attr in SAME_VALUES):
+                    return None
+                node = node.func.value
+            elif node.attr in SAME_VALUES:
+                node = node.value
+            else:
+                base = self._tensor(node.value)
+                return None if base is None else f"{base}.{node.attr}"
+        if isinstance(node, ast.Name):
+            return self.tensors.get(node.id, node.id)
+        if isinstance(node, ast.Subscript):
+            base = self._tensor(node.value)
+            return None if base is None else f"{base}[{ast.unparse(node.slice)}]"
+        return None
+
+    def _with_respect_to(self, node: ast.AST | None, kind: str) -> frozenset:
+        found = set()
+        for part in node.elts if isinstance(node, (ast.Tuple, ast.List)) else [node]:
+            tensor = self._tensor(part)
+            if tensor is not None:
+                found.add((kind, tensor))
+            if self.local and isinstance(part, ast.Name) and part.id in self.local.params:
+                found.add((f"param.{kind}", part.id))
+        return frozenset(found)
+
+    def _scalar_gradient(self, node: ast.Call) -> frozenset | None:
+        """The keys of autograd's gradient of a scalar, or None if ``node`` is not one."""
+        if SCALAR_GRADIENTS.get(self._dotted(node.func)) == "inputs":
+            if any(k.arg == "grad_outputs" for k in node.keywords) or len(node.args) > 2:
+                return None  # a vector-Jacobian product: a local derivative
+            given = next((k.value for k in node.keywords if k.arg == "inputs"), None)
+            given = given or (node.args[1] if len(node.args) > 1 else None)
+            return self._with_respect_to(given, "autograd")
+        inner = node.func
+        if isinstance(inner, ast.Call) and SCALAR_GRADIENTS.get(self._dotted(inner.func)):
+            return self._with_respect_to(ast.Tuple(elts=list(node.args)), "autograd")
+        return None
+
+    def view(self, node: ast.AST | None) -> frozenset:
+        """The gradients ``node`` is, or is a view or copy of (a check's reference side)."""
+        if isinstance(node, ast.Name):
+            return self.views.get(node.id, frozenset()) if self.scope is None else frozenset()
+        if isinstance(node, ast.Attribute):
+            if node.attr == "grad":
+                return self._with_respect_to(node.value, "grad")
+            return self.view(node.value) if node.attr in VIEWS else frozenset()
+        if isinstance(node, ast.Subscript):
+            return self.view(node.value)
+        if isinstance(node, ast.Call):
+            scalar = self._scalar_gradient(node)
+            if scalar is not None:
+                return scalar
+            if isinstance(node.func, ast.Attribute) and node.func.attr in VIEWS:
+                return self.view(node.func.value)
+        return frozenset()
+
+    def expr(self, node: ast.AST | None) -> frozenset:
+        """Every gradient ``node``'s value is computed from."""
+        if node is None:
+            return frozenset()
+        if isinstance(node, ast.Name):
+            keys = self._get(node.id)
+            if self.local and node.id in self.local.params:
+                keys = keys | {("param", node.id)}
+            return keys
+        if isinstance(node, ast.Attribute):
+            if node.attr in SHAPE_ONLY:
+                return frozenset()
+            if node.attr == "grad":  # autograd's gradient, not computed from W's values
+                return self.view(node)
+            return self.expr(node.value)
+        if isinstance(node, ast.Call):
+            return self._call(node)
+        if isinstance(node, ast.Lambda):
+            self._function(None, node.args, [ast.Return(node.body)])
+            return frozenset()
+        keys = frozenset()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.comprehension):
+                found = self.expr(child.iter)
+                self._bind(child.target, None, found, False)
+                keys |= found.union(*(self.expr(c) for c in child.ifs))
+            elif isinstance(child, ast.expr):
+                keys |= self.expr(child)
+        return keys
+
+    def _call(self, node: ast.Call) -> frozenset:
+        chain = _chain(node.func)
+        name = chain[-1] if chain else ""
+        if name in SHAPE_ONLY:
+            return frozenset()
+        if name in PAIRED and (
+            isinstance(node.func, ast.Name) or chain[:-1] in ([h] for h in HELPERS)
+        ):
+            self._check(node, name)
+        keys = frozenset().union(
+            *(self.expr(a) for a in [*node.args, *(k.value for k in node.keywords)])
+        )
+        scalar = self._scalar_gradient(node)
+        if scalar is not None:
+            return keys | scalar
+        if isinstance(node.func, ast.Name) and node.func.id in self.functions:
+            return self._called(self.functions[node.func.id], node)
+        if isinstance(node.func, ast.Attribute):
+            receiver = self.expr(node.func.value)
+            root = _root(node.func.value)
+            if node.func.attr.endswith("_") and isinstance(root, ast.Name):
+                self._set(root.id, keys, False)  # W_g.copy_(W.grad), W_g.add_(...)
+            return keys | receiver
+        return keys | self.expr(node.func)
+
+    # -- functions the page defines -------------------------------------------------------
+    def _function(self, name: str | None, args: ast.arguments, body: list) -> None:
+        params = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+        function = _Function(params)
+        saved = self.local, self.scope
+        self.local, self.scope = function, {p: frozenset() for p in params}
+        try:
+            for statement in body:
+                self.statement(statement, replace=False)
+        finally:
+            self.local, self.scope = saved
+        if name is not None:
+            self.functions[name] = function
+
+    def _return(self, value: ast.AST | None) -> None:
+        if self.local is None or value is None:
+            return
+        self.local.returns |= self.expr(value)
+        mine = [self.expr(e) for e in value.elts] if isinstance(value, ast.Tuple) else None
+        parts = self.local.parts
+        if mine is None or parts == [] or (parts is not None and len(parts) != len(mine)):
+            self.local.parts = []
+        else:
+            self.local.parts = mine if parts is None else [a | b for a, b in zip(parts, mine)]
+
+    def _bound(self, function: _Function, node: ast.Call) -> dict[str, ast.AST]:
+        bound = dict(zip(function.params, node.args))
+        bound.update({k.arg: k.value for k in node.keywords if k.arg in function.params})
+        return bound
+
+    def _resolve(self, keys: frozenset, bound: dict[str, ast.AST]) -> frozenset:
+        found = set()
+        for kind, what in keys:
+            if kind == "param":
+                found |= self.expr(bound[what]) if what in bound else set()
+            elif kind.startswith("param.") and what in bound:
+                found |= self._with_respect_to(bound[what], kind.removeprefix("param."))
+            elif not kind.startswith("param."):
+                found.add((kind, what))
+        return frozenset(found)
+
+    def _parts(self, source: ast.AST | None, count: int) -> list[frozenset] | None:
+        """Each element of a call's tuple, when it calls a page function that returns
+        tuples of ``count`` elements, or is autograd's gradient for ``count`` tensors."""
+        if not isinstance(source, ast.Call):
+            return None
+        scalar = self._scalar_gradient(source)
+        given = source.args[1] if len(source.args) > 1 else None
+        if (
+            scalar is not None
+            and isinstance(given, (ast.Tuple, ast.List))
+            and len(given.elts) == count
+        ):
+            return [self._with_respect_to(e, "autograd") for e in given.elts]
+        function = self.functions.get(source.func.id) if isinstance(source.func, ast.Name) else None
+        if function is None or not function.parts or len(function.parts) != count:
+            return None
+        bound = self._bound(function, source)
+        return [self._resolve(part, bound) for part in function.parts]
+
+    def _called(self, function: _Function, node: ast.Call) -> frozenset:
+        bound = self._bound(function, node)
+        for label, manual, reference, default, line in function.checks:
+            if any(kind.startswith("param.") or kind == "param" for kind, _ in manual | reference):
+                m, r = self._resolve(manual, bound), self._resolve(reference, bound)
+                self._judge(label, m, r, default, node.lineno, line)
+        return self._resolve(function.returns, bound)
+
+    # -- the checks -------------------------------------------------------------------------
+    def _check(self, node: ast.Call, name: str) -> None:
+        where = PAIRED[name]
+        given = (
+            node.args[where]
+            if isinstance(where, int) and len(node.args) > where
+            else next((k.value for k in node.keywords if k.arg == where), None)
+        )
+        reference = next((k.value for k in node.keywords if k.arg == "reference"), None)
+        default = reference is None or (
+            isinstance(reference, ast.Constant) and reference.value == "autograd"
+        )
+        for label, manual, ref in self._pairs(given):
+            same = self._tensor(manual)
+            if same is not None and same == self._tensor(ref) and ast.dump(manual) != ast.dump(ref):
+                self.problems.append(
+                    (
+                        node.lineno,
+                        f"compares {label} with a copy of itself (both sides hold {same}'s "
+                        "values): such a check passes whatever the values",
+                    )
+                )
+            m = self.expr(manual)
+            r = self.view(ref)
+            if self.local is not None and isinstance(ref, ast.Attribute) and ref.attr == "grad":
+                r = r | self._with_respect_to(ref.value, "grad")
+            if self.local is not None:
+                self.local.checks.append((label, m, r, default, node.lineno))
+            self._judge(label, m, r, default, node.lineno)
+
+    def _judge(self, label, manual, reference, default, line, inner=None) -> None:
+        where = f" (in the function it calls, at its line {inner})" if inner else ""
+        for kind, tensor in sorted(reference):
+            if kind not in ("grad", "autograd"):
+                continue
+            if ("grad", tensor) in manual:
+                self.problems.append(
+                    (
+                        line,
+                        f"checks {label}{where} with a manual side computed from "
+                        f"{tensor}.grad, the gradient it is compared with: the check "
+                        "compares autograd with itself and passes whatever the formula",
+                    )
+                )
+            elif ("autograd", tensor) in manual and default:
+                self.problems.append(
+                    (
+                        line,
+                        f"checks {label}{where} against autograd with a manual side that "
+                        f"autograd computed itself (the gradient with respect to {tensor}, "
+                        "from torch.autograd.grad or torch.func.grad): autograd against "
+                        "autograd checks no formula. Compute it by hand, or name what it is "
+                        "compared with: check(..., reference='...')",
+                    )
+                )
+
+
+def _pair(node: ast.AST | None) -> tuple[ast.AST, ast.AST] | None:
+    if isinstance(node, ast.Tuple) and len(node.elts) == 2:
+        return node.elts[0], node.elts[1]
+    return None
+
+
+def autograd_against_itself(sources: list[str]) -> list[list[str]]:
+    """For each cell of a page (their sources, in order), the checks whose manual side is
+    computed from the gradient it is compared with, as ``line N: ...`` problems."""
+    flow = _Flow()
+    found = []
+    for source in sources:
+        try:
+            tree = ast.parse(python_source(source))
+        except SyntaxError:
+            found.append([])
+            continue
+        found.append([f"line {line}: {text}" for line, text in flow.cell(tree)])
+    return found
 
 
 # --- a whole page -----------------------------------------------------------------------
@@ -982,21 +1442,18 @@ def page_problems(
         return [*found, f"{name}: myst-nb cannot read it: {err}"]
     found += [f"{name}: {p}" for p in front_matter_problems(dict(notebook.metadata), metadata_key)]
     owned = byhand_names() if owned is None else owned
-    lines = notebook.metadata.get("source_map", [])
-    cells = [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
     imported: set[str] = set()
     calls: set[str] = set()
-    text_lines = text.splitlines()
-    for number, (index, cell) in enumerate(cells, 1):
-        fence = lines[index] if index < len(lines) else 0  # 1-based line of the fence
-        start = _body_start(text_lines, fence, cell.source)
+    located = located_cells(text, notebook)
+    flows = autograd_against_itself([cell.source for cell, _, _ in located])
+    for number, (cell, fence, start) in enumerate(located, 1):
         found += [
             f"{name}:{fence}: {p}" for p in cell_option_problems(cell, number, cell_metadata_key)
         ]
         report = lint_code(cell.source, owned, imported)
         imported |= report.imported
         calls |= report.calls
-        for problem in report.problems:
+        for problem in report.problems + flows[number - 1]:
             match = re.match(r"line (\d+): (.*)", problem, re.S)
             line, rest = (start + int(match[1]), match[2]) if match else (start, problem)
             found.append(f"{name}:{line}: code cell {number} {rest}")
@@ -1008,6 +1465,68 @@ def page_problems(
     if not calls & set(CHECKS):
         found.append(f"{name} has code cells but no check(...), fd_check(...) or claim(...) call")
     return found
+
+
+def located_cells(text: str, notebook) -> list[tuple[nbformat.NotebookNode, int, int]]:
+    """The page's code cells (``notebook``: the page read with ``add_source_map=True``),
+    each with the page line of its opening fence and the page line before its first line
+    of code (after its options): code line n of the cell is page line ``start + n``. The
+    one place a cell's line becomes the page's (the guard's messages and annotations)."""
+    lines = notebook.metadata.get("source_map", [])
+    text_lines = text.splitlines()
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        fence = lines[index] if index < len(lines) else 0  # 1-based line of the fence
+        found.append((cell, fence, _body_start(text_lines, fence, cell.source)))
+    return found
+
+
+def page_line(page: Path, cell: int, line: int | None = None) -> int | None:
+    """The page line of line ``line`` (1-based) of code cell ``cell`` (1-based), or of the
+    cell's first line of code without a line; None if the page has no such cell."""
+    text = page.read_text(encoding="utf-8")
+    try:
+        located = located_cells(text, read_notebook(page))
+    except Exception:  # noqa: BLE001 - a page myst-nb cannot read has no cells to point at
+        return None
+    if not 0 < cell <= len(located):
+        return None
+    _, fence, start = located[cell - 1]
+    return start + (line or 1)
+
+
+# Columns of code that fit the book's code blocks at 1280 px, measured in Chromium: a
+# character of the 13 px monospace font is 7.8 px (DejaVu Sans Mono; Menlo, Consolas and
+# SF Mono are as wide). An open block's column is 708 px (90 characters); a folded one
+# (hide-input, hide-cell) sits in the fold's box, 690 px (88). A wider line scrolls, which
+# the browser tests refuse (test_browser.test_laptop_layout); make check finds it without
+# a browser.
+CODE_COLUMNS = 90
+FOLDED_COLUMNS = {"hide-input": 88, "hide-cell": 88}
+UNSEEN_TAGS = {"remove-input", "remove-cell"}  # the reader never sees these cells' code
+
+
+def code_columns(cell) -> int:
+    """How many columns of code fit the block ``cell`` is shown in."""
+    return min([CODE_COLUMNS, *(FOLDED_COLUMNS.get(t, CODE_COLUMNS) for t in tags(cell))])
+
+
+def wide_code_lines(text: str, config: MdParserConfig | None = None) -> list[tuple[int, str, int]]:
+    """The lines of code a reader sees (folded ones too: a folded cell is laid out, and
+    scrolls, before it is opened) that are wider than their block, as (page line, the line,
+    the columns that fit)."""
+    if not has_code_cells(text, config) or not is_myst_markdown_notebook(text):
+        return []
+    notebook = read_myst_markdown_notebook(text, config or md_config(), add_source_map=True)
+    return [
+        (start + n, line, code_columns(cell))
+        for cell, _, start in located_cells(text, notebook)
+        if not UNSEEN_TAGS & set(tags(cell))
+        for n, line in enumerate(cell.source.splitlines(), 1)
+        if len(line) > code_columns(cell)
+    ]
 
 
 def _body_start(lines: list[str], fence: int, source: str) -> int:

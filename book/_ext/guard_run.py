@@ -9,9 +9,12 @@ it wrote (``_build/jupyter_execute/<page>.ipynb``), for every TOC page with code
 * every non-empty code cell ran (none was skipped);
 * every cell tagged ``raises-exception`` raised, and raised the type it declares
   (``GradientMismatch`` unless its options say ``raises: ...``); no other cell raised;
-* every ``check``, ``fd_check`` and ``claim`` call at a cell's top level left its record
-  (byhand's ``output.metadata["byhand"]``) in the cell's outputs: a call that was
-  switched off leaves none;
+* every ``check``, ``fd_check`` and ``claim`` call in the page's code ran at least once, at
+  any depth (in a function, a loop, a lambda): each passing call leaves a record
+  (byhand's ``output.metadata["byhand"]``) that names its line (``Cell In[5], line 3``, as
+  IPython's tracebacks name it), and a demonstration's failing call is in its traceback.
+  A check in a function nobody calls, in a loop that never turns, or after a ``return``
+  leaves neither;
 * the page ran in the book's kernel.
 
 It also counts those records for the page badge. The functions are pure (a notebook and
@@ -35,6 +38,27 @@ RECORD_KEY = "byhand"  # book/byhand.py RECORD_KEY
 RECORD_KINDS = ("check", "fd_check", "claim")
 EXEC_KEYS = ("succeeded", "method", "error", "traceback", "runtime", "mtime")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# How IPython names a line of a cell, in a traceback and in byhand's records.
+CELL_LINE = re.compile(r"\bCell In\[(\d+)\], line (\d+)")
+
+
+class Finding(str):
+    """A sentence about a page, and where in it: code cell ``cell`` (1-based) and, when
+    known, line ``line`` of that cell. A ``str``, so it prints and joins as the sentence."""
+
+    cell: int | None
+    line: int | None
+
+    def __new__(cls, text: str, cell: int | None = None, line: int | None = None):
+        found = super().__new__(cls, text)
+        found.cell, found.line = cell, line
+        return found
+
+
+def cell_lines(text: str | None) -> list[tuple[int, int]]:
+    """Every ``Cell In[N], line K`` in a traceback or a record, as (N, K): the cell by its
+    execution count, the line within it. The one place the build reads that form."""
+    return [(int(n), int(k)) for n, k in CELL_LINE.findall(ANSI.sub("", text or ""))]
 
 
 class InternalsChanged(RuntimeError):
@@ -81,10 +105,12 @@ def records(cell) -> list[dict]:
             and record.get("kind") in RECORD_KINDS
             and isinstance(record.get("quantities"), list)
             and isinstance(record.get("torch"), str)
+            and isinstance(record.get("site", 0), str | None)
+            and "site" in record
         ):
             raise InternalsChanged(
-                f"a byhand record reads {record!r}; expected "
-                "{'kind': 'check'|'fd_check'|'claim', 'quantities': [...], 'torch': '...'}"
+                f"a byhand record reads {record!r}; expected {{'kind': 'check'|'fd_check'|"
+                "'claim', 'quantities': [...], 'torch': '...', 'site': 'Cell In[N], line K'}"
             )
         found.append(record)
     return found
@@ -109,32 +135,44 @@ def _errors(cell) -> list[dict]:
     return errors
 
 
-def page_problems(exec_data: dict | None, notebook, mode: str = "force") -> list[str]:
-    """Everything wrong with one page's execution, as sentences (the caller names the page)."""
+def _traceback(error: dict) -> str:
+    lines = error.get("traceback") or []
+    return "\n".join(lines) if isinstance(lines, list) else str(lines)
+
+
+def page_problems(exec_data: dict | None, notebook, mode: str = "force") -> list[Finding]:
+    """Everything wrong with one page's execution, as sentences (the caller names the page),
+    each a :class:`Finding` that knows its cell and line where there is one."""
     run = exec_record(exec_data)
     if run is None:
-        return ["has code cells but was not executed (myst-nb has no record of running it)"]
-    found = []
+        return [
+            Finding("has code cells but was not executed (myst-nb has no record of running it)")
+        ]
+    found: list[Finding] = []
     if run["method"] != mode:
-        found.append(f"was executed in {run['method']!r} mode, not the book's {mode!r}")
+        found.append(Finding(f"was executed in {run['method']!r} mode, not the book's {mode!r}"))
     if not run["succeeded"]:
-        found.append(f"failed: {error_line(run['traceback'])}")
+        found.append(failure(run["traceback"], notebook))
     if notebook is None:
         raise InternalsChanged("myst-nb ran a page but wrote no executed notebook for it")
     kernel = (notebook.get("metadata", {}).get("kernelspec") or {}).get("name")
     if kernel != guard_lint.KERNEL:
-        found.append(f"ran in the kernel {kernel!r}, not {guard_lint.KERNEL!r}")
+        found.append(Finding(f"ran in the kernel {kernel!r}, not {guard_lint.KERNEL!r}"))
     succeeded = bool(run["succeeded"])
     code = _code(notebook)
-    ran_cells = [n for n, c in enumerate(code, 1) if c["execution_count"] is not None]
-    stopped_at = None if succeeded or not ran_cells else ran_cells[-1]
+    ran_lines: set[tuple[int, int]] = set()  # (execution count, line) of every call that ran
+    for cell in code:
+        for record in records(cell):
+            ran_lines.update(cell_lines(record["site"]))
+        for error in _errors(cell):
+            ran_lines.update(cell_lines(_traceback(error)))
     for number, cell in enumerate(code, 1):
         ran = cell["execution_count"] is not None
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else source
         if not ran:
             if succeeded and source.strip():
-                found.append(f"code cell {number} never ran")
+                found.append(Finding(f"code cell {number} never ran", number))
             continue
         errors = _errors(cell)
         raised = errors[0]["ename"] if errors else None
@@ -142,35 +180,72 @@ def page_problems(exec_data: dict | None, notebook, mode: str = "force") -> list
             allowed = guard_lint.declared_raises(cell)
             if raised is None:
                 found.append(
-                    f"code cell {number} is tagged raises-exception but did not raise: a "
-                    "demonstration of a wrong formula must really fail its check"
+                    Finding(
+                        f"code cell {number} is tagged raises-exception but did not raise: a "
+                        "demonstration of a wrong formula must really fail its check",
+                        number,
+                    )
                 )
             elif raised not in allowed:
                 found.append(
-                    f"code cell {number} should fail with {' or '.join(allowed)} but raised "
-                    f"{raised}: {ANSI.sub('', str(errors[0].get('evalue', '')))[:200]}"
-                    + (
-                        ""
-                        if raised in guard_lint.UNDECLARABLE
-                        else f" (if that is the point, declare it: 'raises: {raised}' in the cell's options)"
+                    Finding(
+                        f"code cell {number} should fail with {' or '.join(allowed)} but raised "
+                        f"{raised}: {ANSI.sub('', str(errors[0].get('evalue', '')))[:200]}"
+                        + (
+                            ""
+                            if raised in guard_lint.UNDECLARABLE
+                            else f" (if that is the point, declare it: 'raises: {raised}' in "
+                            "the cell's options)"
+                        ),
+                        number,
+                        _line_in(errors[0], cell["execution_count"]),
                     )
                 )
-            continue
-        if raised is not None:
-            if succeeded:
-                found.append(f"code cell {number} raised {raised} and the page went on")
-            continue
-        if number == stopped_at:
-            continue  # execution stopped in this cell (a timeout, a dead kernel)
-        expected = guard_lint.recorded_calls(source)
-        got = len(records(cell))
-        if got < expected:
+        elif raised is not None and succeeded:
             found.append(
-                f"code cell {number} calls check/fd_check/claim {expected} time(s) but its "
-                f"outputs hold {got} record(s) ('{RECORD_KEY}' in the output metadata): a "
-                "check that leaves no record did not run (or byhand's record format changed)"
+                Finding(
+                    f"code cell {number} raised {raised} and the page went on",
+                    number,
+                    _line_in(errors[0], cell["execution_count"]),
+                )
             )
+        if not succeeded:
+            continue  # a page that failed: its failure is the problem (the rest never ran)
+        for line, name in guard_lint.call_sites(source):
+            if (cell["execution_count"], line) not in ran_lines:
+                found.append(
+                    Finding(
+                        f"code cell {number}, line {line}: {name}(...) never ran, so it "
+                        "checks nothing (is it in a function nobody calls, a loop that never "
+                        "turns, after a return?). Every check on a page must run at least "
+                        f"once: its record ('{RECORD_KEY}' in the output metadata) names the "
+                        "line it ran from",
+                        number,
+                        line,
+                    )
+                )
     return found
+
+
+def _line_in(error: dict, count: int | None) -> int | None:
+    """The line of cell ``count`` (its execution count) where ``error`` was raised: the
+    innermost frame of that cell in its traceback."""
+    lines = [k for n, k in cell_lines(_traceback(error)) if n == count]
+    return lines[-1] if lines else None
+
+
+def failure(traceback: str | None, notebook=None) -> Finding:
+    """The page failed: its error line, and where. The cell is the one that raised (in
+    ``notebook``, the executed notebook); the line is the innermost line of a cell in the
+    traceback, which is where the failing call is, also when it sits in a function another
+    cell defined."""
+    text = f"failed: {error_line(traceback)}"
+    frames = cell_lines(traceback)
+    if not frames or notebook is None:
+        return Finding(text)
+    count, line = frames[-1]
+    numbers = [n for n, c in enumerate(_code(notebook), 1) if c["execution_count"] == count]
+    return Finding(text, numbers[0], line) if numbers else Finding(text)
 
 
 # --- the badge ------------------------------------------------------------------
@@ -184,6 +259,7 @@ class Tally:
     other: int = 0  # other results compared with a second computation by check()
     fd: int = 0  # backward passes compared with finite differences by fd_check()
     claims: int = 0  # sentences of the prose asserted by claim()
+    demonstrations: int = 0  # raises-exception cells that failed as they declare
     torch: tuple[str, ...] = ()
 
     @property
@@ -195,6 +271,9 @@ def tally(notebook) -> Tally:
     count = Tally()
     versions = []
     for cell in _code(notebook):
+        errors = _errors(cell)
+        if "raises-exception" in guard_lint.tags(cell) and errors:
+            count.demonstrations += errors[0]["ename"] in guard_lint.declared_raises(cell)
         for record in records(cell):
             n = len(record["quantities"])
             if record["kind"] == "check" and record.get("reference") == "autograd":
