@@ -260,9 +260,10 @@ def guard_refusals(name: str, text: str) -> list[str]:
         root = Path(tmp)
         (root / "book").mkdir()
         (root / "book" / "intro.md").write_text("# Intro\n", encoding="utf-8")
-        (root / "book" / f"{stem}.md").write_text(text, encoding="utf-8")
+        (root / "book" / f"{stem}.md").write_text(text, encoding="utf-8")  # the intro too
         toc = root / "_toc.yml"
-        toc.write_text(f"format: jb-book\nroot: book/intro\nchapters:\n  - file: book/{stem}\n")
+        rest = "" if stem == "intro" else f"chapters:\n  - file: book/{stem}\n"
+        toc.write_text(f"format: jb-book\nroot: book/intro\n{rest}")
         return [problem for problem in guard.problems(root, toc) if stem in problem]
 
 

@@ -349,3 +349,12 @@ def test_fork_point():
     assert fork_point([a, b, c], [a, c, c]) == 1
     assert fork_point([a, b, c], [a, b]) == 2
     assert fork_point([a, b], [a, {"source": "b", "metadata": {"tags": ["x"]}}]) == 1
+
+
+def test_the_guard_judges_the_intro_like_any_page():
+    """The runner asks the guard about the intro as about any page (the intro is the TOC's
+    root, and the runner's small TOC once listed it twice, which the guard refused)."""
+    intro = ROOT / "book" / "intro.md"
+    assert run_chapter.guard_refusals(intro.name, intro.read_text()) == []
+    forbidden = intro.read_text() + "\n```{code-cell} ipython3\nimport os\n```\n"
+    assert run_chapter.guard_refusals(intro.name, forbidden)
