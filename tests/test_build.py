@@ -91,7 +91,10 @@ def test_the_page_badge_counts_the_checks_of_its_own_build(built_book, doc):
     assert all(f"PyTorch {v}" in text for v in versions), text
 
 
-def test_every_chapter_is_downloadable_as_executed_notebook(built_book):
+def test_the_site_keeps_each_chapter_as_an_executed_notebook(built_book):
+    """myst-nb's copy of each chapter in the site's _sources, with the outputs the build
+    computed. (Not what the download button gives a reader: that is the reader's notebook,
+    tests/test_notebooks.py.)"""
     for chapter in chapters():
         notebook = built_book.html / "_sources" / "book" / f"{chapter.stem}.ipynb"
         data = json.loads(notebook.read_text())
