@@ -509,6 +509,29 @@ def test_no_line_starts_with_punctuation(site, visit, page, viewport):
     assert not found, f"{page} at {viewport['width']} px: {found}"
 
 
+HEADER_BUTTONS = """() => [...document.querySelectorAll('.bd-header-article .btn')]
+  .filter((b) => b.getClientRects().length && !b.closest('.dropdown-menu'))
+  .map((b) => { const r = b.getBoundingClientRect();
+    return [b.title || b.getAttribute('aria-label') || b.className, r.left, r.right, r.width, r.height]; })"""
+
+
+@pytest.mark.parametrize("viewport", SMALL_PHONES, ids=["320", "390"])
+def test_header_buttons_fit_a_small_phone(site, visit, viewport):
+    """Every button of the bar above a chapter is whole on the screen of a 320 px phone (the
+    last one, the page's contents, was cut off at the right edge), none over the next, each
+    at least 24 px wide and high (WCAG's smallest target)."""
+    v = visit(site.url(CHAPTERS[0]), viewport=viewport, is_mobile=True, has_touch=True)
+    buttons = v.page.evaluate(HEADER_BUTTONS)
+    assert len(buttons) >= 7, buttons
+    width = viewport["width"]
+    cut = [name for name, left, right, *_ in buttons if left < 0 or right > width]
+    assert not cut, f"at {width} px, buttons not whole on the screen: {cut}"
+    overlap = [(a[0], b[0]) for a, b in zip(buttons, buttons[1:]) if b[1] < a[2] - 0.5]
+    assert not overlap, f"at {width} px, buttons over each other: {overlap}"
+    small = [(name, w, h) for name, _, _, w, h in buttons if w < 24 or h < 24]
+    assert not small, f"at {width} px, buttons smaller than 24 px: {small}"
+
+
 @pytest.mark.parametrize("mode", ["light", "dark"])
 def test_how_close_in_a_fold_looks_as_elsewhere(site, visit, mode):
     """ "How close?" under a check inside a folded cell (the gallery's) is drawn as under any

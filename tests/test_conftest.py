@@ -3,6 +3,11 @@ and a failure to compute it fails every test that needs it."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
 from conftest import Once, schedule_rank
@@ -67,3 +72,38 @@ def test_the_suite_writes_its_part_of_the_job_summary(tmp_path):
         "- `tests/test_x.py::test_y` (call): AssertionError: mutation 02:dL/dW:3 did not fail\n"
         in text
     )
+
+
+GROUPED = """
+import pytest
+
+@pytest.mark.xdist_group("shared")
+@pytest.mark.parametrize("i", range(6))
+def test_grouped(i):
+    pass
+
+@pytest.mark.parametrize("i", range(6))
+def test_free(i):
+    pass
+"""
+
+
+def test_xdist_keeps_a_group_on_one_worker(tmp_path):
+    """``--dist loadgroup`` sends all the tests of an ``xdist_group`` to one worker. The
+    suite counts on it (``by_chapter``, ``SHARED``): otherwise the second worker to need a
+    chapter's run or a small book waits, idle, for the first to compute it. pytest 9.2 broke
+    it without a word (pytest-xdist issue 1386: xdist 3.8 writes the group into
+    ``item._nodeid``, which pytest 9.2 no longer reads), and the suite ran a minute longer;
+    requirements-test.txt keeps pytest below 9.2 until xdist follows."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_grouped.py").write_text(GROUPED)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v",
+         "-p", "no:cacheprovider", "test_grouped.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    workers = re.findall(r"\[(gw\d+)\].*PASSED.*test_grouped\[", proc.stdout)
+    assert len(workers) == 6, proc.stdout[-2000:]
+    assert len(set(workers)) == 1, f"the group's tests ran on {sorted(set(workers))}"
