@@ -111,37 +111,58 @@ def example(
         r = randn(*size_1)
         return r.squeeze(d), r
     if kind == "none":  # wrong, with none of the patterns (some close to one)
-        variants = ["fresh", "noise", "elements", "jitter", "near factor", "part scaled"]
-        variants += ["masked noise", "other formula", "other shape"]
-        variant = _pick(gen, variants)
-        if variant == "fresh":
-            return randn(*shape), r
-        if variant == "noise":
-            return r + 1e-3 * randn(*shape), r  # an error of 1e-3 of the values' size
-        if variant == "elements":  # some elements wrong, none of them 0
-            manual = r.clone()
-            flat = manual.view(-1)
-            k = 1 + int(torch.randint(flat.numel(), (), generator=gen))
-            flat[torch.randperm(flat.numel(), generator=gen)[:k]] = randn(k)
-            return manual, r
-        if variant == "jitter":  # each element off by up to 10 % of the largest
-            return r + 0.1 * r.abs().max() * unit(*shape), r
-        if variant == "near factor":  # twice, give or take 1e-3 of the largest: more, less, ...
-            turns = 1 - 2 * (torch.arange(r.numel()) % 2).reshape(shape).to(dtype)
-            return 2 * r + 2e-3 * r.abs().max() * turns * r.sign(), r
-        if variant == "part scaled" and math.prod(shape) > 1:  # a factor on some elements
-            manual = r.clone()
-            manual.view(-1)[: manual.numel() // 2] *= 2
-            return manual, r
-        if variant == "masked noise" and math.prod(shape) > 1:  # masked, wrong elsewhere
-            mask = unit(*shape) > 0
-            return (r + 1e-2 * randn(*shape)) * mask, r * mask
-        if variant == "other formula" and len(shape) == 2:  # G @ W where G @ W.T belongs
-            G, W = randn(shape[0], shape[1]), unit(shape[1], shape[1])
-            return G @ W, G @ W.t()
-        other = [s + 1 for s in shape] or [2]
-        return randn(*other), r
+        made = _wrong_without_a_pattern(r, shape, gen, dtype, unit, randn)
+        return None if _by_chance_a_factor(*made) else made
     raise ValueError(f"unknown class {kind!r}")
+
+
+def _by_chance_a_factor(manual: torch.Tensor, reference: torch.Tensor) -> bool:
+    """Whether a gradient drawn as wrong without a pattern is, by chance, one constant times
+    the reference, to within ten times the precision ``diagnose`` allows (two elements with
+    noise of 1e-3 can be: 0.9996 times each). Such a draw has the pattern; it is drawn again."""
+    if manual.shape != reference.shape or reference.numel() == 0:
+        return False
+    m, r = manual.double().flatten(), reference.double().flatten()
+    nonzero = r != 0
+    if not nonzero.any() or bool((m[~nonzero] != 0).any()):
+        return False
+    ratio = m[nonzero] / r[nonzero]
+    tol = torch.finfo(manual.dtype).eps ** (2 / 3)  # diagnose's own precision
+    return float(ratio.max() - ratio.min()) <= 10 * tol * float(ratio.abs().max())
+
+
+def _wrong_without_a_pattern(r, shape, gen, dtype, unit, randn):
+    """(manual, r): ``r`` made wrong in one of several ways that follow no pattern."""
+    variants = ["fresh", "noise", "elements", "jitter", "near factor", "part scaled"]
+    variants += ["masked noise", "other formula", "other shape"]
+    variant = _pick(gen, variants)
+    if variant == "fresh":
+        return randn(*shape), r
+    if variant == "noise":
+        return r + 1e-3 * randn(*shape), r  # an error of 1e-3 of the values' size
+    if variant == "elements":  # some elements wrong, none of them 0
+        manual = r.clone()
+        flat = manual.view(-1)
+        k = 1 + int(torch.randint(flat.numel(), (), generator=gen))
+        flat[torch.randperm(flat.numel(), generator=gen)[:k]] = randn(k)
+        return manual, r
+    if variant == "jitter":  # each element off by up to 10 % of the largest
+        return r + 0.1 * r.abs().max() * unit(*shape), r
+    if variant == "near factor":  # twice, give or take 1e-3 of the largest: more, less, ...
+        turns = 1 - 2 * (torch.arange(r.numel()) % 2).reshape(shape).to(dtype)
+        return 2 * r + 2e-3 * r.abs().max() * turns * r.sign(), r
+    if variant == "part scaled" and math.prod(shape) > 1:  # a factor on some elements
+        manual = r.clone()
+        manual.view(-1)[: manual.numel() // 2] *= 2
+        return manual, r
+    if variant == "masked noise" and math.prod(shape) > 1:  # masked, wrong elsewhere
+        mask = unit(*shape) > 0
+        return (r + 1e-2 * randn(*shape)) * mask, r * mask
+    if variant == "other formula" and len(shape) == 2:  # G @ W where G @ W.T belongs
+        G, W = randn(shape[0], shape[1]), unit(shape[1], shape[1])
+        return G @ W, G @ W.t()
+    other = [s + 1 for s in shape] or [2]
+    return randn(*other), r
 
 
 def _permutations(n: int) -> list[tuple[int, ...]]:

@@ -711,7 +711,7 @@ def mistakes(draw, kind: str):
 
 
 @pytest.mark.parametrize("kind", [k for k in bench_diagnosis.CLASSES if k != "none"])
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @given(data=st.data())
 def test_the_diagnosis_names_the_mistake(kind, data):
     manual, reference = data.draw(mistakes(kind))
@@ -723,13 +723,23 @@ def test_the_diagnosis_names_the_mistake(kind, data):
     assert found.startswith("looks like ") and "\n" not in found and len(found) <= 120, found
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(wrong=mistakes("none"))
 def test_no_diagnosis_for_a_wrong_gradient_without_a_pattern(wrong):
     assert diagnose(*wrong) is None
 
 
-@settings(max_examples=200, deadline=None)
+def test_a_wrong_draw_that_is_by_chance_a_factor_is_drawn_again():
+    """Noise of 1e-3 on two numbers can make them 0.9996 times the reference, both: that
+    draw has the factor pattern, and the generator of patternless mistakes must not call it
+    patternless (Hypothesis found it: diagnose named the factor, rightly)."""
+    reference = torch.tensor([-1.3723, 0.7932])
+    assert bench_diagnosis._by_chance_a_factor(reference * 0.9996, reference)
+    assert not bench_diagnosis._by_chance_a_factor(reference + torch.tensor([1e-3, 0.0]), reference)
+    assert not bench_diagnosis._by_chance_a_factor(torch.ones(3), reference)  # another shape
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(shape=SHAPES, seed=st.integers(0, 2**32 - 1), scale=SCALES)
 def test_no_diagnosis_for_a_passing_check(shape, seed, scale):
     """The same sums added in another order pass their check: nothing to diagnose."""
