@@ -293,14 +293,6 @@ class Outcome:
     def succeeded(self) -> bool:
         return self.failed_at is None and self.problem is None
 
-    def silent_raises(self) -> list[int]:
-        """1-based numbers of raises-exception cells that ran without raising."""
-        return [
-            c["index"] + 1
-            for c in self.cells
-            if "raises-exception" in c["tags"] and not c.get("skipped") and not c["error"]
-        ]
-
     def counts(self) -> dict[str, int]:
         counts = {"check": 0, "fd_check": 0, "claim": 0}
         for cell in self.cells:
@@ -555,15 +547,12 @@ def executed_notebook(result: PageRun) -> nbformat.NotebookNode:
     )
 
 
-def guard_page_problems(result: PageRun) -> list[str] | None:
+def guard_page_problems(result: PageRun) -> list[str]:
     """The build guard's own checks of an executed page (``guard_run.page_problems``: a
     demonstration that raised another type than it declares, a cell that never ran, a check
-    that left no record, ...), applied to the runner's run of it; None with a guard that
-    has no such checks."""
-    try:
-        import guard_run
-    except ImportError:
-        return None
+    call site that never ran, ...), applied to the runner's run of it."""
+    import guard_run
+
     out = result.itself
     failed = out.failed_at is not None
     failed_cell = next((c for c in out.cells if c["index"] == out.failed_at), None)
@@ -580,19 +569,9 @@ def guard_page_problems(result: PageRun) -> list[str] | None:
 
 def page_problems(result: PageRun) -> list[str]:
     """Where the build would fail on the page itself."""
-    out, found = result.itself, []
-    if out.problem:
-        return [out.problem]
-    guard = guard_page_problems(result)
-    if guard is not None:
-        return guard
-    if out.failed_at is not None:
-        first = result.cells[out.failed_at]["source"].strip().splitlines()[0][:70]
-        found.append(f"code cell {out.failed_at + 1} ({first!r}) raised {out.error}")
-    for number in out.silent_raises():
-        first = result.cells[number - 1]["source"].strip().splitlines()[0][:70]
-        found.append(f"code cell {number} ({first!r}) is tagged raises-exception but did not raise")
-    return found
+    if result.itself.problem:
+        return [result.itself.problem]
+    return guard_page_problems(result)
 
 
 def mutation_problem(result: PageRun, mutation: Mutation) -> str | None:

@@ -291,6 +291,35 @@ def test_checks_that_compare_with_autograd_honestly_are_not_refused():
     )
 
 
+def test_a_step_of_gradient_descent_does_not_make_a_weight_its_own_gradient():
+    """After W -= lr * W.grad (or W.sub_(...)) and a new backward pass, a hand-made dL/dW
+    computed from the new W is a forward pass and a formula, not autograd's answer; and a
+    sum into an accumulator (acc += ...) is not a copy of what it adds."""
+    steps = ("with torch.no_grad():\n    W -= 0.1 * W.grad", "W.sub_(0.1 * W.grad)")
+    for step in steps:
+        assert (
+            flow(
+                "L = ((X @ W - T) ** 2).mean()\nL.backward()",
+                f"{step}\nW.grad = None",
+                "Y = X @ W\nL = ((Y - T) ** 2).mean()\nL.backward()",
+                "W_g = X.t() @ (2 * (Y - T) / Y.numel())",
+                "check({'dL/dW': (W_g, W.grad)})",
+            )
+            == ""
+        ), step
+    # the door stays shut for a manual side that adds the gradient in
+    assert ITSELF in flow("W_g = X.t() @ G\nW_g += W.grad * 0", "check({'dL/dW': (W_g, W.grad)})")
+    # an accumulator of hand-made per-sample gradients is not a copy of a gradient
+    assert (
+        flow(
+            "acc = torch.zeros(3, 2)",
+            "for n in range(4):\n    acc += X[n:n + 1].t() @ G[n:n + 1]",
+            "check({'dL/dW': (acc, W.grad)})",
+        )
+        == ""
+    )
+
+
 # --- cell tags and options, front matter, the book's configuration ---------------------
 
 
@@ -988,3 +1017,13 @@ def test_a_failure_is_an_annotation_in_github_actions_and_file_line_elsewhere(mo
     )
     assert (toc.path, toc.line) == ("_toc.yml", None)
     assert toc.annotation().startswith("::error file=_toc.yml,title=Build guard::lists ")
+    # a message over several lines (myst-nb's YAML error, quoted whole) keeps its file
+    yaml_error = guard_report.Failure.parse(
+        "book/09-a.md: myst-nb cannot read it: mapping values are not allowed here\n"
+        '  in "<unicode string>", line 3, column 9'
+    )
+    assert (yaml_error.path, yaml_error.line) == ("book/09-a.md", None)
+    assert yaml_error.annotation() == (
+        "::error file=book/09-a.md,title=Build guard::"
+        "myst-nb cannot read it: mapping values are not allowed here"
+    )

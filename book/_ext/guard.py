@@ -21,9 +21,10 @@ keeps that promise against everything a page could do without touching ``byhand.
 **After the pages ran** (``build-finished``), from its own record of execution rather than
 from myst-nb's warnings (the live preview builds without ``-W``), it fails the build when
 a TOC page with code cells was not executed or failed, a cell was skipped, a cell tagged
-``raises-exception`` did not raise the type it declares, or a check left no record
-(``guard_run.py``); and when ``book/``'s modules changed while the pages ran. It prints
-which pages failed and why, and writes every page's execution time to
+``raises-exception`` did not raise the type it declares, or a ``check``, ``fd_check`` or
+``claim`` call site never ran (``guard_run.py``); and when ``book/``'s modules changed
+while the pages ran. It prints which pages failed and why, and writes every page's
+execution time to
 ``_build/execution.json`` (``scripts/bench_build.py`` reads it).
 
 **On every page** with checks (``doctree-read``), it adds a line under the title: how many

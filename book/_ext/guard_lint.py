@@ -950,7 +950,7 @@ def python_source(source: str) -> str:
 def lint_code(
     source: str, owned: set[str] | None = None, imported: set[str] = frozenset()
 ) -> CodeReport:
-    """The problems in one code cell's source, and how many records it must leave."""
+    """The problems in one code cell's source, and its check, fd_check and claim call sites."""
     owned = byhand_names() if owned is None else owned
     try:
         tree = ast.parse(python_source(source))
@@ -1058,9 +1058,13 @@ class _Flow:
             keys = self.expr(value)
             for target in node.targets:
                 self._bind(target, value, keys, replace)
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and node.value is not None:
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            self._bind(node.target, node.value, self.expr(node.value), replace)
+        elif isinstance(node, ast.AugAssign):  # acc += W.grad: more values, not a copy
             keys = self.expr(node.value)
-            self._bind(node.target, node.value, keys, replace and isinstance(node, ast.AnnAssign))
+            if isinstance(node.target, ast.Name):
+                keys = self._not_its_own(node.target.id, keys)
+            self._bind(node.target, None, keys, False)
         elif isinstance(node, ast.Expr):
             self.expr(node.value)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -1170,6 +1174,14 @@ class _Flow:
             return None if base is None else f"{base}[{ast.unparse(node.slice)}]"
         return None
 
+    def _not_its_own(self, name: str, keys: frozenset) -> frozenset:
+        """``keys`` without ``name``'s own gradient, for a change of ``name`` in place. A step
+        of gradient descent (W -= lr * W.grad, W.sub_(lr * W.grad)) changes W with its
+        gradient; W does not become its gradient: what is computed from W afterwards is a
+        forward pass, and a later check of a hand-made dL/dW against W.grad is sound."""
+        me = self.tensors.get(name, name)
+        return frozenset(k for k in keys if k[1] != me)
+
     def _with_respect_to(self, node: ast.AST | None, kind: str) -> frozenset:
         found = set()
         for part in node.elts if isinstance(node, (ast.Tuple, ast.List)) else [node]:
@@ -1262,7 +1274,8 @@ class _Flow:
             receiver = self.expr(node.func.value)
             root = _root(node.func.value)
             if node.func.attr.endswith("_") and isinstance(root, ast.Name):
-                self._set(root.id, keys, False)  # W_g.copy_(W.grad), W_g.add_(...)
+                # W_g.copy_(W.grad), W_g.add_(...)
+                self._set(root.id, self._not_its_own(root.id, keys), False)
             return keys | receiver
         return keys | self.expr(node.func)
 

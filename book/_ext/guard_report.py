@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # "book/x.md:12: message", "book/x.md: message", "_toc.yml lists ..." (guard_lint's form)
-LOCATED = re.compile(r"^(?P<path>[\w./-]+\.(?:md|yml|py))(?::(?P<line>\d+))?:? (?P<message>.*)$")
+# (re.S: a message may go on over several lines, e.g. a YAML error quoted whole)
+LOCATED = re.compile(
+    r"^(?P<path>[\w./-]+\.(?:md|yml|py))(?::(?P<line>\d+))?:? (?P<message>.*)$", re.S
+)
 
 
 @dataclass(frozen=True)
