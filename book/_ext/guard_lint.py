@@ -987,6 +987,11 @@ def call_sites(source: str) -> list[tuple[int, str]]:
 # Jacobians and vector-Jacobian products (jacrev, torch.func.vjp, autograd.grad with
 # grad_outputs) are local derivatives a chain rule multiplies, like G = Y.grad; they are
 # not the reference's own gradient, and are let through.
+# Known doors, next to close (each rare in a page): .grad read through a loop variable or
+# a list element (for p in [W]: W_g = p.grad) has the loop's name, not W's; a reference=
+# given by a variable counts as named. Among the call-site doors (call_sites, above): a
+# call written as a method chain over two lines is recorded at the line of its attribute,
+# and two calls on one line are one site.
 
 # Calls whose result is autograd's gradient of a scalar: the dotted name, and where the
 # tensors it differentiates with respect to are ("inputs": the second positional or the
