@@ -259,8 +259,9 @@ def guard_refusals(name: str, text: str) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="guard-") as tmp:
         root = Path(tmp)
         (root / "book").mkdir()
+        # an intro, the TOC's root; the page replaces it when the page is the intro
         (root / "book" / "intro.md").write_text("# Intro\n", encoding="utf-8")
-        (root / "book" / f"{stem}.md").write_text(text, encoding="utf-8")  # the intro too
+        (root / "book" / f"{stem}.md").write_text(text, encoding="utf-8")
         toc = root / "_toc.yml"
         rest = "" if stem == "intro" else f"chapters:\n  - file: book/{stem}\n"
         toc.write_text(f"format: jb-book\nroot: book/intro\n{rest}")

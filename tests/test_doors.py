@@ -309,7 +309,10 @@ def test_a_step_of_gradient_descent_does_not_make_a_weight_its_own_gradient():
         ), step
     # the door stays shut for a manual side that adds the gradient in
     assert ITSELF in flow("W_g = X.t() @ G\nW_g += W.grad * 0", "check({'dL/dW': (W_g, W.grad)})")
-    # an accumulator of hand-made per-sample gradients is not a copy of a gradient
+    # a sum into an accumulator is not a copy of what it adds: only the .grad door applies
+    found = flow("acc = torch.zeros(3, 2)", "acc += W.grad", "check({'dL/dW': (acc, W.grad)})")
+    assert ITSELF in found and "copy of itself" not in found, found
+    # and an accumulator of hand-made per-sample gradients is sound
     assert (
         flow(
             "acc = torch.zeros(3, 2)",

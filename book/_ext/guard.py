@@ -24,8 +24,7 @@ a TOC page with code cells was not executed or failed, a cell was skipped, a cel
 ``raises-exception`` did not raise the type it declares, or a ``check``, ``fd_check`` or
 ``claim`` call site never ran (``guard_run.py``); and when ``book/``'s modules changed
 while the pages ran. It prints which pages failed and why, and writes every page's
-execution time to
-``_build/execution.json`` (``scripts/bench_build.py`` reads it).
+execution time to ``_build/execution.json`` (``scripts/bench_build.py`` reads it).
 
 **On every page** with checks (``doctree-read``), it adds a line under the title: how many
 gradients were checked against autograd (and claims asserted) when the page was built,
