@@ -220,6 +220,19 @@ CODE_DIRECTIVES = {"", "code", "code-block", "code-cell", "math", "literalinclud
 OPENING_FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,}|:{3,})\s*(?:\{(?P<name>[\w:-]+)\})?")
 
 
+def closes(stripped: str, match: re.Match | None, fence: str | None) -> bool:
+    """Whether the line ``stripped`` (its ``OPENING_FENCE`` match) closes the open ``fence``:
+    a bare fence of the same character, at least as long (CommonMark's rule)."""
+    return bool(
+        fence
+        and match
+        and not match["name"]
+        and stripped == match["fence"]
+        and match["fence"][0] == fence[0]
+        and len(match["fence"]) >= len(fence)
+    )
+
+
 def prose_lines(text: str):
     """(line number, text) of every line of prose in a MyST page: not in front matter, a
     code cell, a code block, display math or a directive's options; inline math, inline
@@ -242,14 +255,7 @@ def prose_lines(text: str):
                 options = "yaml"
                 continue
         m = OPENING_FENCE.match(stripped)
-        if (
-            stack
-            and m
-            and not m["name"]
-            and stripped == m["fence"]
-            and m["fence"][0] == stack[-1][0][0]
-            and len(m["fence"]) >= len(stack[-1][0])
-        ):
+        if closes(stripped, m, stack[-1][0] if stack else None):
             stack.pop()
             continue
         if stack and stack[-1][1]:
@@ -332,14 +338,7 @@ def _blocks(text: str):
     for number, line in enumerate(lines, 1):
         stripped = line.strip()
         m = OPENING_FENCE.match(stripped)
-        if (
-            stack
-            and m
-            and not m["name"]
-            and stripped == m["fence"]
-            and m["fence"][0] == stack[-1]["fence"][0]
-            and len(m["fence"]) >= len(stack[-1]["fence"])
-        ):
+        if closes(stripped, m, stack[-1]["fence"] if stack else None):
             stack.pop()
             continue
         if stack and stack[-1]["code"]:
